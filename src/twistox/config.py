@@ -1,0 +1,153 @@
+"""Configuration: schema validation with defaults, clear errors, and sample resolution.
+
+The main schema (``workflow/schemas/config.schema.yaml``) covers the top level; each
+stage section has its own ``workflow/schemas/{section}.schema.yaml``. Defaults from the
+schemas are filled in. Every error names the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .lattice import CSL, nearest_csl, validate_angle
+from .supercell import BilayerSpec, Perovskite
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message names the key and the allowed values."""
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = _copy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+def _copy(v):
+    return yaml.safe_load(yaml.safe_dump(v))
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def _key(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _allowed(err: jsonschema.ValidationError) -> str:
+    s = err.schema if isinstance(err.schema, dict) else {}
+    v = err.validator
+    if v == "enum":
+        return "allowed: " + ", ".join(map(repr, s["enum"]))
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "type"):
+        parts = []
+        if "type" in s:
+            parts.append(f"type {s['type']}")
+        for k, sym in (("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")):
+            if k in s:
+                parts.append(f"{sym} {s[k]}")
+        return "allowed: " + ", ".join(parts)
+    if v == "additionalProperties":
+        return "allowed keys: " + ", ".join(sorted(s.get("properties", {})))
+    if v in ("minItems", "maxItems"):
+        return f"allowed: {s.get('minItems', 0)} to {s.get('maxItems', 'any number of')} items"
+    if "description" in s:
+        return "expected: " + s["description"]
+    return ""
+
+
+def _schema(name: str) -> dict:
+    with open(SCHEMA_DIR / f"{name}.schema.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def _check(instance: Any, schema: dict, prefix: tuple) -> None:
+    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = _key(prefix + tuple(e.absolute_path))
+        msg = e.message
+        if e.validator == "additionalProperties":
+            msg = msg.replace("Additional properties are not allowed", "unknown key")
+        raise ConfigError(f"config key '{key}': {msg}; {_allowed(e)}".rstrip("; "))
+
+
+def validate_config(config: dict) -> dict:
+    """Validate (in place, filling defaults) and return the config; raise ConfigError."""
+    _check(config, _schema("config"), ())
+    for section in sorted(config):
+        f = SCHEMA_DIR / f"{section}.schema.yaml"
+        if f.exists() and isinstance(config[section], dict):
+            _check(config[section], _schema(section), (section,))
+    for name in config["systems"]:
+        try:
+            spec = bilayer_spec(config, name)
+            spec.plane_sequence()
+        except ValueError as exc:
+            raise ConfigError(f"config key 'systems.{name}.{exc}") from None
+    resolve_samples(config)
+    return config
+
+
+def material(config: dict, system: str) -> Perovskite:
+    s = config["systems"][system]
+    return Perovskite(A=s["A"], B=s["B"], X=s["X"], a=float(s["a"]))
+
+
+def bilayer_spec(config: dict, system: str, translation=None) -> BilayerSpec:
+    """BilayerSpec of a configured system (translation from the supercell section by default)."""
+    s = config["systems"][system]
+    t = translation if translation is not None else config.get("supercell", {}).get("translation", [0.0, 0.0])
+    return BilayerSpec(
+        material=material(config, system), interface=s["interface"],
+        bottom_cells=s["bottom_cells"], top_cells=s["top_cells"],
+        bottom_outer=s["bottom_outer"], top_outer=s["top_outer"],
+        interlayer_spacing=s.get("interlayer_spacing"), translation=tuple(t), vacuum=float(s["vacuum"]),
+    )
+
+
+def resolve_samples(config: dict) -> dict[str, dict[str, CSL]]:
+    """{system: {sample_name: CSL}} for every requested angle; raises ConfigError."""
+    tw = config["twist"]
+    out: dict[str, dict[str, CSL]] = {}
+    csls = {}
+    for i, theta in enumerate(tw["angles_deg"]):
+        key = f"twist.angles_deg[{i}]"
+        try:
+            validate_angle(theta, key=f"config key '{key}'")
+            c = nearest_csl(theta, tw["max_sigma"], tw.get("max_error_deg"))
+        except ValueError as exc:
+            msg = str(exc)
+            if msg.startswith("max_sigma"):
+                msg = f"config key 'twist.{msg}"
+            raise ConfigError(msg) from None
+        csls.setdefault(c.name, c)
+    for system in config["systems"]:
+        out[system] = dict(csls)
+    return out
+
+
+def section(config: dict, *names: str) -> dict:
+    """The config subset a stage depends on (recorded as provenance)."""
+    return {n: config.get(n) for n in names}
+
+
+def is_nan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
