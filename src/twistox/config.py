@@ -101,7 +101,8 @@ def validate_config(config: dict) -> dict:
             spec = bilayer_spec(config, name)
             spec.plane_sequence()
         except ValueError as exc:
-            raise ConfigError(f"config key 'systems.{name}.{exc}") from None
+            key, _, rest = str(exc).partition(":")
+            raise ConfigError(f"config key 'systems.{name}.{key}':{rest}") from None
     resolve_samples(config)
     return config
 
@@ -135,8 +136,8 @@ def resolve_samples(config: dict) -> dict[str, dict[str, CSL]]:
             c = nearest_csl(theta, tw["max_sigma"], tw.get("max_error_deg"))
         except ValueError as exc:
             msg = str(exc)
-            if msg.startswith("max_sigma"):
-                msg = f"config key 'twist.{msg}"
+            if msg.startswith("max_sigma:"):
+                msg = "config key 'twist.max_sigma':" + msg[len("max_sigma:"):]
             raise ConfigError(msg) from None
         csls.setdefault(c.name, c)
     for system in config["systems"]:
