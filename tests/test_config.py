@@ -92,3 +92,10 @@ def test_cli_rejects_bad_config_before_any_job(tmp_path):
     text = out.stdout + out.stderr
     assert "twist.angles_deg[0]" in text
     assert not (tmp_path / "results").exists()
+
+
+def test_yaml11_exponent_strings_are_numbers():
+    cfg = yaml.safe_load("systems: {STO: {vacuum: 1e1}}\ntwist: {angles_deg: [2.262e1]}\n")
+    assert isinstance(cfg["systems"]["STO"]["vacuum"], str)  # PyYAML's YAML 1.1 reading
+    validate_config(cfg)
+    assert cfg["systems"]["STO"]["vacuum"] == 10.0 and cfg["twist"]["angles_deg"] == [22.62]

@@ -8,6 +8,7 @@ schemas are filled in. Every error names the key and the allowed values.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,24 @@ def _check(instance: Any, schema: dict, prefix: tuple) -> None:
         raise ConfigError(f"config key '{key}': {msg}; {_allowed(e)}".rstrip("; "))
 
 
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _coerce_exponents(obj):
+    """YAML 1.1 reads 4.2e6 (no dot or sign in the exponent) as a string: take it as the number meant."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _coerce_exponents(v)
+    elif isinstance(obj, list):
+        return [_coerce_exponents(v) for v in obj]
+    elif isinstance(obj, str) and _FLOAT_RE.match(obj.strip()):
+        return float(obj)
+    return obj
+
+
 def validate_config(config: dict) -> dict:
     """Validate (in place, filling defaults) and return the config; raise ConfigError."""
+    _coerce_exponents(config)
     _check(config, _schema("config"), ())
     for section in sorted(config):
         f = SCHEMA_DIR / f"{section}.schema.yaml"

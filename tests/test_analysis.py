@@ -1,0 +1,136 @@
+"""The analysis stage on synthetic upstream artifacts with known defects (tests/synthetic_artifacts.py),
+as a library and as Snakemake rules (analysis + report) with an experiment file."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from synthetic_artifacts import write_sample
+from twistox import analysis as an
+from twistox.config import _check, _schema
+from twistox.experiment import atomistic_fields, dpc_field, phasefield_field
+from twistox.io import read_dataset
+
+SAMPLE = "theta36.87_m3n1"
+
+
+@pytest.fixture(scope="module")
+def toy_config():
+    from conftest import TOY_CONFIG
+
+    # only the keys the synthetic artifacts need: other stages' sections are not this test's business
+    cfg = yaml.safe_load(open(TOY_CONFIG))
+    cfg = {k: cfg[k] for k in ("seed", "systems", "twist")}
+    _check(cfg, _schema("config"), ())         # top-level schema only: fills the system defaults
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, toy_config):
+    d = tmp_path_factory.mktemp("syn") / "results" / "STO" / SAMPLE
+    info = write_sample(d, SAMPLE, toy_config, cross_period=12.0)
+    return d, info
+
+
+def _kinds_at(res, L):
+    return {(round(dd.x % L, 3) % round(L, 3), round(dd.y % L, 3) % round(L, 3)): dd.kind for dd in res.defects}
+
+
+def test_sources_defects_and_nodes(synthetic):
+    d, info = synthetic
+    L = info["L"]
+    sc, stem, pf, st = (read_dataset(d / f"{n}.zarr") for n in ("supercell", "stem", "phasefield", "strain"))
+    nodes = an.find_nodes(sc, st, "auto", 22)
+    assert nodes.used == "strain"
+    np.testing.assert_allclose(sorted(map(tuple, nodes.strain)), [(0, 0), (L / 2, L / 2)], atol=1e-6)
+    # the toy Σ5 coincidence sites are (0,0) and (L/2,L/2) - the synthetic lattices are built on them
+    assert sorted(map(tuple, np.round(nodes.coincidence, 6))) == [(0.0, 0.0), (round(L / 2, 6), round(L / 2, 6))]
+    s = an.Settings()
+    fields = [dpc_field(stem, L, 300e3), phasefield_field(pf, L, 300e3)] + atomistic_fields(st, L)
+    assert [f.name for f in fields] == ["dpc", "phasefield", f"atomistic_p{info['interface_planes'][1]}"]
+    # dpc: E_proj recovered from the COM (sign!) = 40 V x R(90°)(sin kx, sin ky)
+    x = fields[0].x
+    np.testing.assert_allclose(fields[0].vy[0], 40 * np.sin(2 * np.pi * x / L), rtol=1e-9)
+    h = L / 2
+    expect = {
+        "dpc": {(0.0, 0.0): "ccw", (h, h): "cw", (h, 0.0): "antivortex", (0.0, h): "antivortex"},
+        "phasefield": {(0.0, 0.0): "antivortex", (h, h): "antivortex", (h, 0.0): "sink", (0.0, h): "source"},
+        "atomistic": {(0.0, 0.0): "cw", (h, h): "ccw", (h, 0.0): "antivortex", (0.0, h): "antivortex"},
+    }
+    for f in fields:
+        r = an.analyse_field(f, s)
+        an.match_nodes(r, nodes)
+        got = _kinds_at(r, L)
+        want = {(round(a, 3), round(b, 3)): k for (a, b), k in expect[f.source].items()}
+        assert got == want, f.name
+        summ = r.summary(s.match_radius_frac * nodes.moire_period)
+        assert summ["total_winding"] == 0 and summ["n_vortices"] == summ["n_antivortices"] == 2
+        # defects at the |eps_xy| maxima have node distance 0; the others sit L/2 away
+        at_nodes = [dd for dd, nd in zip(r.defects, r.node_d) if nd < 1e-6]
+        assert len(at_nodes) == 2
+        n_at = {dd.winding for dd in at_nodes}
+        assert n_at == ({-1} if f.source == "phasefield" else {1})
+
+
+def test_network_period_spacings_and_skyrmion(synthetic):
+    d, info = synthetic
+    stem, pf, st = (read_dataset(d / f"{n}.zarr") for n in ("stem", "phasefield", "strain"))
+    per, src = an.network_period(st, [])
+    assert src == "strain eps_xy" and per.value == pytest.approx(info["L"])     # cos kx + cos ky: period L
+    sp = an.cross_section_spacings(stem, 8.0)
+    assert sp["100"].mean == pytest.approx(12.0, rel=0.02) and sp["100"].n == 4
+    q = an.phasefield_skyrmion(pf, 0.02)
+    # P = (0.01 sin kx, -0.01 sin ky, 0.005): two antimerons (core +z) and a source + sink with core +z:
+    # Q = 2(-1/2) + 2(+1/2) = 0 on the periodic cell
+    np.testing.assert_allclose(q.values, 0.0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_rules_on_synthetic_artifacts_with_experiment(tmp_path, toy_config):
+    """snakemake analysis + report over both toy samples (synthetic stem/phasefield/strain for one,
+    none for the other) plus a measured COM file: vortices.csv and summary.csv as promised."""
+    from conftest import run_snakemake
+
+    info = write_sample(tmp_path / "results" / "STO" / SAMPLE, SAMPLE, toy_config, cross_period=12.0)
+    com = read_dataset(tmp_path / "results" / "STO" / SAMPLE / "stem.zarr")["com"].values
+    np.save(tmp_path / "expt_com.npy", np.tile(com, (1, 2, 2)))               # 2 x 2 supercells, open grid
+    extra = {"analysis": {"experiment": [{"path": str(tmp_path / "expt_com.npy"), "sample": SAMPLE,
+                                          "pixel_size": info["L"] / 32, "background": "none"}]}}
+    cfg = copy.deepcopy(yaml.safe_load(open(__import__("conftest").TOY_CONFIG)))
+    cfg["analysis"] = {**cfg.get("analysis", {}), **extra["analysis"]}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run_snakemake("--cores", "1", "--configfile", tmp_path / "cfg.yaml", "--allowed-rules", "supercell", "analysis",
+                  "report", "results/report/summary.csv", workdir=tmp_path, timeout=600)
+    v = pd.read_csv(tmp_path / "results" / "STO" / SAMPLE / "vortices.csv")
+    assert list(v.columns[:6]) == ["source", "x", "y", "winding", "helicity", "circulation"]
+    assert set(v["source"]) == {"dpc", "phasefield", "atomistic", "experiment"}
+    assert set(v["circulation"]) <= {"cw", "ccw", "none"}
+    ex = v[v.source == "experiment"]
+    assert (ex.winding == 1).sum() >= 2 and ex["node_distance"].isna().all()
+    s = pd.read_csv(tmp_path / "results" / "report" / "summary.csv")
+    assert len(s) == 2
+    r = s.set_index("sample").loc[SAMPLE]
+    assert r["dpc_vortices_per_cell"] == pytest.approx(2.0) and r["phasefield_mean_winding"] == pytest.approx(0.0)
+    assert r["max_P_atomistic"] == pytest.approx(0.01 * np.sqrt(2), rel=0.05)
+    other = s.set_index("sample").drop(SAMPLE).iloc[0]
+    assert np.isnan(other["dpc_vortices_per_cell"]) and np.isnan(other["max_P_phasefield"])   # never invented
+    for f in ("analysis_vortices.png", "analysis_periodicity.png"):
+        assert (tmp_path / "results" / "STO" / SAMPLE / "figures" / f).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("section, msg", [
+    ({"sources": ["dpc", "holography"]}, r"config key 'analysis.sources\[1\]'.*allowed: 'dpc', 'phasefield', 'atomistic'"),
+    ({"nodes": "centre"}, r"config key 'analysis.nodes'.*allowed: 'auto', 'coincidence', 'anticoincidence', 'strain'"),
+    ({"smoothing_A": -1}, r"config key 'analysis.smoothing_A'.*>= 0"),
+    ({"experiment": [{"path": "x.npy", "sample": "theta36.87_m3n1"}]}, r"analysis.experiment\[0\]'.*pixel_size"),
+    ({"experimnet": []}, r"config key 'analysis'.*unknown key.*allowed keys"),
+])
+def test_bad_analysis_config_names_key(section, msg):
+    from twistox.config import ConfigError, validate_config
+
+    cfg = {"systems": {"STO": {}}, "twist": {"angles_deg": [36.87]}, "analysis": section}
+    with pytest.raises(ConfigError, match=msg):
+        validate_config(cfg)

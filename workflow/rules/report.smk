@@ -1,0 +1,39 @@
+# Stage 9: the cross-angle report (issue 8): one summary row per sample and overview figures.
+# Inputs are every sample's analysis outputs plus whichever optional artifacts the included
+# rules can make (or that exist), so the report runs with the stages present.
+
+_REPORT_OPTIONAL = ("phasefield.zarr", "strain.zarr", "stem.zarr")
+
+
+def report_inputs(wc):
+    out = []
+    for system, sample in all_samples():
+        d = sample_dir(system, sample)
+        out += [f"{d}/supercell.zarr", f"{d}/dpc.zarr", f"{d}/vortices.csv"]
+        out += [f"{d}/{a}" for a in _REPORT_OPTIONAL if available(f"{d}/{a}")]
+    return out
+
+
+rule report:
+    input:
+        report_inputs,
+    output:
+        csv=report(f"{RESULTS}/report/summary.csv", caption="../report/report_table.rst", category="9 report"),
+        overview=report(f"{RESULTS}/report/figures/report_overview.png", caption="../report/report.rst",
+                        category="9 report"),
+    params:
+        samples=lambda wc: [(s, n, sample_dir(s, n)) for s, n in all_samples()],
+    log:
+        "logs/report/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/report.tsv"
+    threads: 1
+    resources:
+        **rule_resources("report"),
+    conda:
+        CONDA_ENVS["report"]
+    script:
+        "../../scripts/report.py"
+
+
+GLOBAL_TARGETS.append(f"{RESULTS}/report/summary.csv")
