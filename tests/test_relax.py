@@ -1,0 +1,243 @@
+"""Batched FIRE, checkpoint/resume, Langevin MD averaging, batched MACE evaluation."""
+
+import numpy as np
+import pytest
+from ase.calculators.morse import MorsePotential
+from ase.cluster import Icosahedron
+
+from twistox.relax import (AseEvaluator, Checkpoint, MaceBatchEvaluator, fire_relax, kinetic_temperature,
+                           langevin_md, translate_top_layer, translation_grid)
+
+
+def morse_batch(n=3, seed=0):
+    atoms = Icosahedron("Cu", 2)
+    atoms.center(vacuum=5.0)
+    rng = np.random.default_rng(seed)
+    pos = np.stack([atoms.positions + rng.normal(scale=0.15, size=atoms.positions.shape) for _ in range(n)])
+    return atoms, AseEvaluator(atoms, MorsePotential(epsilon=0.5, r0=2.5, rho0=6.0)), pos
+
+
+def test_fire_lowers_energy_and_reaches_fmax():
+    atoms, ev, pos = morse_batch()
+    r = fire_relax(ev, pos, fmax=1e-3, max_steps=2000, maxstep=0.1)
+    assert r.converged.all() and (r.fmax < 1e-3).all()
+    assert (r.energies < r.initial_energies - 0.1).all()
+    # the reported forces are those of the returned positions
+    e, f = ev.evaluate(r.positions, range(3))
+    assert np.allclose(e, r.energies) and (np.linalg.norm(f, axis=2).max(1) < 1e-3).all()
+
+
+def test_batch_is_independent_of_batch_size():
+    atoms, ev, pos = morse_batch()
+    a = fire_relax(ev, pos, fmax=1e-2, max_steps=500, batch_size=3)
+    b = fire_relax(ev, pos, fmax=1e-2, max_steps=500, batch_size=1)
+    single = fire_relax(ev, pos[1:2], fmax=1e-2, max_steps=500)
+    assert np.array_equal(a.positions, b.positions) and np.array_equal(a.steps, b.steps)
+    assert np.array_equal(a.positions[1], single.positions[0])
+
+
+def test_fire_step_is_capped_per_atom():
+    atoms, ev, pos = morse_batch(1)
+    seen = []
+    prev = [pos[0].copy()]
+
+    def cb(step, x):
+        seen.append(np.linalg.norm(x[0] - prev[0], axis=1).max())
+        prev[0] = x[0].copy()
+
+    fire_relax(ev, pos, fmax=1e-3, max_steps=50, maxstep=0.02, callback=cb)
+    assert max(seen) <= 0.02 + 1e-12
+
+
+def test_killed_relaxation_resumes(tmp_path):
+    atoms, ev, pos = morse_batch(2)
+    full = fire_relax(ev, pos, fmax=1e-3, max_steps=2000)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, x):
+        if step == 40:
+            raise Killed
+
+    ck = Checkpoint(tmp_path, key="k1", interval_s=0.0)
+    with pytest.raises(Killed):
+        fire_relax(ev, pos, fmax=1e-3, max_steps=2000, checkpoint=ck, callback=kill)
+    n0 = ev.n_calls
+    res = fire_relax(ev, pos, fmax=1e-3, max_steps=2000, checkpoint=Checkpoint(tmp_path, key="k1", interval_s=0.0))
+    assert np.array_equal(res.positions, full.positions)
+    assert ev.n_calls - n0 < full.steps.sum() - 60  # did not start from zero
+    # another key (other input or settings) ignores the file
+    assert Checkpoint(tmp_path, key="other").load("fire") is None
+    # a finished phase is not recomputed
+    n1 = ev.n_calls
+    again = fire_relax(ev, pos, fmax=1e-3, max_steps=2000, checkpoint=Checkpoint(tmp_path, key="k1"))
+    assert ev.n_calls == n1 and np.array_equal(again.positions, full.positions)
+
+
+class Harmonic:
+    """Independent 3D harmonic wells at x0 in a periodic box (minimum image), k in eV/Å^2."""
+
+    def __init__(self, x0, k, L):
+        self.x0, self.k, self.L = x0, k, L
+
+    def evaluate(self, positions, ids):
+        d = positions - self.x0
+        d -= self.L * np.round(d / self.L)
+        return 0.5 * self.k * (d**2).sum(axis=(1, 2)), -self.k * d
+
+
+def test_langevin_temperature_and_unwrapped_average():
+    L = 10.0
+    rng = np.random.default_rng(1)
+    n = 64
+    x0 = rng.uniform(0, L, size=(n, 3))
+    x0[0] = [0.0, 0.0, 0.0]  # a well on the cell corner: a wrapped average would put it near L/2
+    ev = Harmonic(x0, k=2.0, L=L)
+    masses = np.full(n, 16.0)
+    r = langevin_md(ev, x0.copy(), masses, 300.0, timestep_fs=1.0, n_steps=4000, n_discard=500,
+                    friction_per_fs=0.05, sample_every=1, rng=np.random.default_rng(2))
+    T = r.temperature[500:].mean()
+    assert T == pytest.approx(300.0, rel=0.05)
+    # equipartition of the potential energy too: <E_pot> = 3/2 N kT
+    assert r.potential_energy[500:].mean() == pytest.approx(1.5 * n * 8.617333e-5 * 300, rel=0.07)
+    # thermal rms displacement sqrt(kT/k) = 0.11 Å; time average is much closer to the well
+    assert np.abs(r.mean_positions - x0).max() < 0.05
+    assert r.n_averaged == 3500
+
+
+def test_kinetic_temperature_units():
+    from ase import units
+    m = np.full(1000, 12.0)
+    v = np.random.default_rng(0).normal(size=(1000, 3)) * np.sqrt(units.kB * 500.0 / 12.0)
+    assert kinetic_temperature(v, m, 0) == pytest.approx(500.0, rel=0.05)
+
+
+def test_md_resume(tmp_path):
+    L = 8.0
+    x0 = np.random.default_rng(0).uniform(0, L, size=(10, 3))
+    ev = Harmonic(x0, 1.0, L)
+    kw = dict(masses=np.full(10, 10.0), temperature_K=300.0, timestep_fs=1.0, n_steps=200, n_discard=50)
+    full = langevin_md(ev, x0, rng=np.random.default_rng(5), **kw)
+
+    class Killing(Harmonic):
+        calls = 0
+
+        def evaluate(self, positions, ids):
+            Killing.calls += 1
+            if Killing.calls == 120:
+                raise KeyboardInterrupt
+            return super().evaluate(positions, ids)
+
+    ck = Checkpoint(tmp_path, "md", interval_s=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        langevin_md(Killing(x0, 1.0, L), x0, rng=np.random.default_rng(5), checkpoint=ck, **kw)
+    res = langevin_md(ev, x0, rng=np.random.default_rng(5), checkpoint=Checkpoint(tmp_path, "md", 0.0), **kw)
+    assert np.allclose(res.mean_positions, full.mean_positions, atol=1e-12)
+
+
+def test_translation_by_a_lattice_vector_is_identity():
+    from twistox.lattice import nearest_csl
+    from twistox.supercell import BilayerSpec, build_bilayer
+
+    atoms = build_bilayer(nearest_csl(22.62, 30), BilayerSpec(bottom_cells=1, top_cells=1))
+    tx, ty = translation_grid(3)
+    assert np.allclose(tx, [0, 1 / 3, 2 / 3])
+    p1 = translate_top_layer(atoms, (1.0, 0.0))
+    key = lambda p: np.round(np.mod(p, [atoms.cell[0, 0], atoms.cell[1, 1], 1e9]), 6)  # noqa: E731
+    assert set(map(tuple, key(p1))) == set(map(tuple, key(atoms.positions)))
+    p2 = translate_top_layer(atoms, (0.5, 0.0))
+    top = atoms.arrays["layer"] == 1
+    assert np.allclose(p2[~top], atoms.positions[~top])
+    d = p2[top] - atoms.positions[top]
+    d[:, :2] -= atoms.cell[0, 0] * np.round(d[:, :2] / atoms.cell[0, 0])
+    assert np.allclose(np.linalg.norm(d, axis=1), 3.905 / 2)
+    with pytest.raises(ValueError, match="translation_grid"):
+        translation_grid(0)
+
+
+def tiny_mace(path, r_max=4.0, zs=(8, 22, 38)):
+    """A random-weight MACE model (tests only: the physics is meaningless, the plumbing is not)."""
+    import mace  # noqa: F401  (mace configures torch.load for e3nn's constants)
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.float64)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=r_max, num_bessel=4, num_polynomial_cutoff=5, max_ell=1, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=len(zs), hidden_irreps=o3.Irreps("8x0e"),
+        MLP_irreps=o3.Irreps("4x0e"), atomic_energies=np.array([-5.0, -8.0, -3.0]), avg_num_neighbors=20.0,
+        atomic_numbers=list(zs), correlation=2, gate=torch.nn.functional.silu, pair_repulsion=True,
+        atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+    torch.save(model, path)
+    return path
+
+
+def test_batched_mace_matches_the_ase_calculator(tmp_path):
+    pytest.importorskip("mace")
+    from mace.calculators import MACECalculator
+
+    from twistox.lattice import nearest_csl
+    from twistox.supercell import BilayerSpec, build_bilayer
+
+    path = tiny_mace(tmp_path / "tiny.model")
+    calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
+    atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
+    ev = MaceBatchEvaluator.from_calculator(calc, atoms, skin=1.0)
+    rng = np.random.default_rng(0)
+    pos = np.stack([atoms.positions + rng.normal(scale=0.1, size=atoms.positions.shape) for _ in range(3)])
+    pos[2, :, :2] += atoms.cell[0, 0] * 1.5  # unwrapped positions outside the cell
+    for trial in range(2):  # second pass reuses the skin neighbour lists
+        E, F = ev.evaluate(pos, [0, 1, 2])
+        for b in range(3):
+            ref = atoms.copy()
+            ref.positions = pos[b]
+            ref.calc = calc
+            assert E[b] == pytest.approx(ref.get_potential_energy(), abs=1e-9)
+            assert np.abs(F[b] - ref.get_forces()).max() < 1e-9
+        pos = pos + rng.normal(scale=0.1, size=pos.shape)
+    assert ev.n_builds == 3
+    r = fire_relax(ev, pos[:2], fmax=0.1, max_steps=200, maxstep=0.1)
+    assert (r.energies < r.initial_energies).all() and r.converged.all()
+
+
+def test_relax_bilayer_end_to_end(tmp_path):
+    """Scan -> refine -> MD with a cheap pair potential; relaxed.zarr names per DESIGN.md."""
+    from ase.calculators.lj import LennardJones
+
+    from twistox.io import read_dataset, structure_dataset, write_dataset
+    from twistox.lattice import nearest_csl
+    from twistox.relax import relax_bilayer, relaxed_dataset
+    from twistox.supercell import BilayerSpec, build_bilayer
+
+    atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
+    calc = LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True)
+    cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
+           "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
+           "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
+                  "friction_per_ps": 10.0, "sample_every": 5}}
+    out = relax_bilayer(atoms, calc, cfg, np.random.default_rng(0), checkpoint_dir=tmp_path / "ck",
+                        checkpoint_key="t")
+    assert out.scan_energy.shape == (2, 2)
+    assert out.energy_relaxed <= np.nanmin(out.scan_energy) + 1e-9
+    assert out.energy_relaxed < np.nanmin(out.scan_energy_rigid)
+    assert out.converged and out.fmax_relaxed < 0.02
+    assert out.md.n_averaged == 20
+    base = structure_dataset(atoms).attrs
+    ds = relaxed_dataset(atoms, out, dict(base))
+    write_dataset(ds, tmp_path / "relaxed.zarr", stage="relax")
+    ds = read_dataset(tmp_path / "relaxed.zarr")
+    for name in ("positions", "positions_rigid", "numbers", "layer", "plane", "plane_kind", "cell",
+                 "translation_energy", "displacement"):
+        assert name in ds and "units" in ds[name].attrs, name
+    assert ds["translation_energy"].dims == ("tx", "ty")
+    for k in ("m", "n", "sigma", "theta_deg", "a", "moire_period", "supercell_length", "interface_planes"):
+        assert ds.attrs[k] == base[k]
+    L = atoms.cell[0, 0]
+    assert (ds["positions"].values[:, :2] >= 0).all() and (ds["positions"].values[:, :2] < L).all()
+    d = ds["positions"].values - ds["positions_rigid"].values
+    d[:, :2] -= L * np.round(d[:, :2] / L)
+    assert np.allclose(ds["displacement"].values, d)
