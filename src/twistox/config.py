@@ -32,7 +32,7 @@ def _with_defaults(cls):
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if isinstance(sub, dict) and "default" in sub and prop not in instance:
-                    instance[prop] = _copy(sub["default"])
+                    instance[prop] = _coerce_exponents(_copy(sub["default"]))
         yield from validate_props(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(cls, {"properties": set_defaults})

@@ -1,0 +1,36 @@
+# Stage: 3D phase-field polarisation with flexoelectric coupling (torch, GPU when present).
+# A killed job resumes from phasefield.ckpt.pt next to the output (removed once the store is written).
+
+
+def _pf_fig(name):
+    return report(
+        f"{RESULTS}/{{system}}/{{sample}}/figures/phasefield_{name}.png",
+        caption="../report/phasefield.rst", category="6 phasefield", subcategory="{system} {sample}",
+    )
+
+
+rule phasefield:
+    input:
+        strain=f"{RESULTS}/{{system}}/{{sample}}/strain.zarr",
+    output:
+        zarr=directory(f"{RESULTS}/{{system}}/{{sample}}/phasefield.zarr"),
+        fig_cross=_pf_fig("P_cross_section"),
+        fig_plane=_pf_fig("P_interface"),
+        fig_eproj=_pf_fig("E_projected"),
+        fig_energy=_pf_fig("energy"),
+    params:
+        checkpoint=lambda wc: f"{RESULTS}/{wc.system}/{wc.sample}/phasefield.ckpt.pt",
+    log:
+        "logs/phasefield/{system}/{sample}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/phasefield/{{system}}/{{sample}}.tsv"
+    threads: rule_threads("phasefield", 1)
+    resources:
+        **rule_resources("phasefield", mem_mb=2000, runtime=30),
+    conda:
+        CONDA_ENVS["phasefield"]
+    script:
+        "../../scripts/phasefield.py"
+
+
+SAMPLE_TARGETS.append("{results}/{system}/{sample}/phasefield.zarr")
