@@ -21,6 +21,14 @@ RESULTS = config["results"]
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/supercell.smk"
+include: "workflow/rules/dft.smk"
+include: "workflow/rules/mlip.smk"
+include: "workflow/rules/relax.smk"
+include: "workflow/rules/strain.smk"
+include: "workflow/rules/phasefield.smk"
+include: "workflow/rules/stem.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
