@@ -32,7 +32,7 @@ def _with_defaults(cls):
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if isinstance(sub, dict) and "default" in sub and prop not in instance:
-                    instance[prop] = _coerce_exponents(_copy(sub["default"]))
+                    instance[prop] = _copy(sub["default"])
         yield from validate_props(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(cls, {"properties": set_defaults})
@@ -80,7 +80,20 @@ def _schema(name: str) -> dict:
 
 
 def _check(instance: Any, schema: dict, prefix: tuple) -> None:
-    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    for _ in range(1000):  # coerce numeric strings where the schema wants numbers, then validate
+        errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+        fixed = False
+        for e in errors:
+            if e.validator == "type" and e.absolute_path:
+                num = _as_number(e.instance, e.validator_value)
+                if num is not None:
+                    parent = instance
+                    for p in list(e.absolute_path)[:-1]:
+                        parent = parent[p]
+                    parent[e.absolute_path[-1]] = num
+                    fixed = True
+        if not fixed:
+            break
     if errors:
         e = errors[0]
         key = _key(prefix + tuple(e.absolute_path))
@@ -90,24 +103,25 @@ def _check(instance: Any, schema: dict, prefix: tuple) -> None:
         raise ConfigError(f"config key '{key}': {msg}; {_allowed(e)}".rstrip("; "))
 
 
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+_NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def _coerce_exponents(obj):
-    """YAML 1.1 reads 4.2e6 (no dot or sign in the exponent) as a string: take it as the number meant."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            obj[k] = _coerce_exponents(v)
-    elif isinstance(obj, list):
-        return [_coerce_exponents(v) for v in obj]
-    elif isinstance(obj, str) and _FLOAT_RE.match(obj.strip()):
-        return float(obj)
-    return obj
+def _as_number(value, types) -> int | float | None:
+    """A string that spells a number, where the schema wants one: YAML 1.1 reads 4.2e6 as a string,
+    and values nested in ``snakemake --config`` arrive as strings."""
+    if not isinstance(value, str) or not _NUMBER_RE.match(value.strip()):
+        return None
+    types = [types] if isinstance(types, str) else list(types)
+    f = float(value)
+    if "integer" in types and f.is_integer():
+        return int(f)
+    if "number" in types:
+        return f
+    return None
 
 
 def validate_config(config: dict) -> dict:
     """Validate (in place, filling defaults) and return the config; raise ConfigError."""
-    _coerce_exponents(config)
     _check(config, _schema("config"), ())
     for section in sorted(config):
         f = SCHEMA_DIR / f"{section}.schema.yaml"
