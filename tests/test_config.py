@@ -99,3 +99,13 @@ def test_yaml11_exponent_strings_are_numbers():
     assert isinstance(cfg["systems"]["STO"]["vacuum"], str)  # PyYAML's YAML 1.1 reading
     validate_config(cfg)
     assert cfg["systems"]["STO"]["vacuum"] == 10.0 and cfg["twist"]["angles_deg"] == [22.62]
+
+
+def test_numeric_strings_coerced_only_where_numbers_are_wanted():
+    cfg = load()
+    cfg["twist"]["angles_deg"] = ["10.0"]  # as nested `snakemake --config` values arrive
+    cfg["twist"]["max_sigma"] = "100"
+    cfg["systems"]["STO"]["interface"] = "100"  # a string field stays a string (and is then rejected)
+    with pytest.raises(ConfigError, match="systems.STO.interface"):
+        validate_config(cfg)
+    assert cfg["twist"]["angles_deg"] == [10.0] and cfg["twist"]["max_sigma"] == 100
