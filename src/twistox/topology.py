@@ -151,7 +151,8 @@ class Grid:
         if x.size < 2 or y.size < 2:
             raise ValueError("grid needs at least 2 points along x and y")
         dx, dy = np.diff(x), np.diff(y)
-        if not (np.allclose(dx, dx[0], rtol=1e-6) and np.allclose(dy, dy[0], rtol=1e-6)) or dx[0] <= 0 or dy[0] <= 0:
+        # rtol 1e-4: coordinates stored as float32 (abTEM scan grids) vary by ~1e-6 relative
+        if not (np.allclose(dx, dx[0], rtol=1e-4) and np.allclose(dy, dy[0], rtol=1e-4)) or dx[0] <= 0 or dy[0] <= 0:
             raise ValueError("x and y coordinates must be increasing and evenly spaced")
         return cls(float(x[0]), float(y[0]), float(dx[0]), float(dy[0]), x.size, y.size, periodic)
 
