@@ -14,6 +14,6 @@ $PIP install -q --upgrade pip
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   $PIP install -q "torch==2.13.0"
 fi
-$PIP install -q -e ".[test]"
+$PIP install -q -e ".[test,slurm]"
 bash envs/install_gpaw.sh "$VENV"
 echo "twistox installed in $VENV"

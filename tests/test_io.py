@@ -61,3 +61,11 @@ def test_structure_roundtrip():
     np.testing.assert_allclose(back.positions, atoms.positions)
     np.testing.assert_array_equal(back.arrays["plane"], atoms.arrays["plane"])
     assert back.info["interface_planes"] == atoms.info["interface_planes"]
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    stale = tmp_path / ".c.zarr.tmp-deadbeef"
+    stale.mkdir()
+    (stale / "junk").write_text("x")
+    write_dataset(xr.Dataset({"f": ("x", [1.0])}), tmp_path / "c.zarr")
+    assert not stale.exists() and (tmp_path / "c.zarr").exists()

@@ -91,6 +91,9 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, *, config: dict | Non
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)
         v.encoding = {}
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        # left by a writer that was killed (SIGKILL skips the cleanup below); never a complete store
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         with warnings.catch_warnings():

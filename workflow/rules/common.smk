@@ -1,10 +1,12 @@
 # Shared helpers for the rule files: sample lists, per-rule resources, paths.
 
+import math
+import os
+from pathlib import Path as _Path
+
 wildcard_constraints:
     system="[A-Za-z0-9_-]+",
     sample=r"theta[0-9.]+_m[0-9]+n[0-9]+",
-
-_RES_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
 
 # Stage outputs requested by `rule all`, per sample and per system. Each rule file
 # appends its end products here so that adding a stage is one include.
@@ -13,24 +15,64 @@ SYSTEM_TARGETS = []
 GLOBAL_TARGETS = []
 
 
-def res(rule_name, key):
-    """Per-rule resource from config['resources'][rule] > ['default'] > built-in."""
+# Built-in per-rule resources; config['resources'] overrides them per rule (or for all
+# rules under the key 'default'). retry_scale: memory and runtime grow by this factor on
+# each retry (`retries` in the slurm profile), so a job killed for time/memory comes back bigger.
+_RES_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0, "retry_scale": 1.5}
+# Passed through to the scheduler only when set (snakemake-executor-plugin-slurm names).
+_RES_PASSTHROUGH = ("slurm_partition", "slurm_extra", "gpu_model", "constraint", "qos")
+
+# Conda environment per stage, for --software-deployment-method conda: rules add
+# `conda: CONDA_ENVS["stem"]`. Built from envs/*.yaml, so a new stage only adds its file.
+CONDA_ENVS = {p.stem: str(p) for p in sorted((_Path(workflow.basedir) / "envs").glob("*.yaml"))}
+# Jobs run `import twistox` from src/ also inside a conda env (where it is not pip-installed);
+# exported here so it reaches local jobs and SLURM jobs (sbatch --export=ALL) alike.
+_SRC = str(_Path(workflow.basedir) / "src")
+if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+
+
+def res(rule_name, key, default=None):
+    """Per-rule resource: config['resources'][rule] > `default` > ['default'] > built-in."""
     r = config.get("resources", {})
-    for scope in (r.get(rule_name, {}), r.get("default", {})):
-        if key in scope:
-            return scope[key]
-    return _RES_DEFAULTS.get(key)
+    if key in r.get(rule_name, {}):
+        return r[rule_name][key]
+    if default is not None:
+        return default
+    return r.get("default", {}).get(key, _RES_DEFAULTS.get(key))
 
 
-def rule_resources(rule_name):
-    """Resources dict for a rule: mem_mb, runtime (min), gpu, slurm_partition when set."""
-    out = {"mem_mb": res(rule_name, "mem_mb"), "runtime": res(rule_name, "runtime")}
-    gpu = res(rule_name, "gpu")
+def _attempt_scaled(base, scale):
+    """Resource callable: base on the first attempt, base * scale**(attempt-1) on retries."""
+    base, scale = float(base), float(scale)
+
+    def scaled(wildcards, attempt):
+        return int(math.ceil(base * scale ** (attempt - 1)))
+
+    return scaled
+
+
+def rule_threads(rule_name, default=None):
+    """Threads (= SLURM --cpus-per-task) for `threads: rule_threads("relax", 4)`."""
+    return int(res(rule_name, "threads", default))
+
+
+def rule_resources(rule_name, **defaults):
+    """Resources of a rule from the config: mem_mb (MB) and runtime (min), both growing with
+    the retry attempt, gpu when > 0, and the scheduler keys in _RES_PASSTHROUGH when set.
+    Keyword arguments are the rule's own defaults (config['resources'][rule] still wins)."""
+    scale = res(rule_name, "retry_scale")
+    out = {
+        "mem_mb": _attempt_scaled(res(rule_name, "mem_mb", defaults.get("mem_mb")), scale),
+        "runtime": _attempt_scaled(res(rule_name, "runtime", defaults.get("runtime")), scale),
+    }
+    gpu = res(rule_name, "gpu", defaults.get("gpu"))
     if gpu:
-        out["gpu"] = gpu
-    part = res(rule_name, "slurm_partition")
-    if part:
-        out["slurm_partition"] = part
+        out["gpu"] = int(gpu)
+    for key in _RES_PASSTHROUGH:
+        value = res(rule_name, key, defaults.get(key))
+        if value:
+            out[key] = value
     return out
 
 

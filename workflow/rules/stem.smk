@@ -38,9 +38,11 @@ for _part, _rule in _STEM_PARTS.items():
             f"logs/{_rule}/{{system}}/{{sample}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/{_rule}/{{system}}/{{sample}}.tsv"
-        threads: res(_rule, "threads")
+        threads: rule_threads(_rule, 1)
         resources:
             **rule_resources(_rule),
+        conda:
+            CONDA_ENVS["stem"]
         script:
             "../../scripts/stem_part.py"
 
@@ -58,6 +60,8 @@ rule stem:
     threads: 1
     resources:
         **rule_resources("stem"),
+    conda:
+        CONDA_ENVS["stem"]
     script:
         "../../scripts/stem.py"
 

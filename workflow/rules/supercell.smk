@@ -17,6 +17,8 @@ rule supercell:
     threads: 1
     resources:
         **rule_resources("supercell"),
+    conda:
+        CONDA_ENVS["supercell"]
     script:
         "../../scripts/supercell.py"
 
