@@ -7,7 +7,6 @@ schemas are filled in. Every error names the key and the allowed values.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -179,7 +178,3 @@ def resolve_samples(config: dict) -> dict[str, dict[str, CSL]]:
 def section(config: dict, *names: str) -> dict:
     """The config subset a stage depends on (recorded as provenance)."""
     return {n: config.get(n) for n in names}
-
-
-def is_nan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)

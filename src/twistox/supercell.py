@@ -14,8 +14,7 @@ from ase import Atoms
 
 from .lattice import CSL, rotation2
 
-AO, BO2 = 0, 1
-PLANE_KIND_NAMES = {AO: "AO", BO2: "BO2"}
+AO, BO2 = 0, 1  # plane kinds
 
 
 @dataclass(frozen=True)
