@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.exceptions import WorkflowError
-from twistox.config import ConfigError, validate_config, resolve_samples
+from twistox.core.config import ConfigError, validate_config, resolve_samples
 
 configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 

@@ -28,9 +28,9 @@ def _train(tmp: Path, channels: int, k: int) -> list[str]:
     from ase.calculators.lj import LennardJones
     from ase.io import write
 
-    from twistox.mlip import TrainSettings, train_committee
-    from twistox.supercell import Perovskite
-    from twistox.trainset import bulk_cell, rattle
+    from twistox.mlip.committee import TrainSettings, train_committee
+    from twistox.supercell.builder import Perovskite
+    from twistox.dft.trainset import bulk_cell, rattle
 
     rng = np.random.default_rng(0)
     frames = []
@@ -48,10 +48,10 @@ def _train(tmp: Path, channels: int, k: int) -> list[str]:
 
 def _child(args) -> None:
     """Time force calls in this process; print JSON."""
-    from twistox.lattice import nearest_csl
-    from twistox.mlip import load_calculator
-    from twistox.runtime import set_threads
-    from twistox.supercell import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+    from twistox.mlip.committee import load_calculator
+    from twistox.core.runtime import set_threads
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     set_threads(args.threads)
     at = build_bilayer(nearest_csl(args.theta, 400), BilayerSpec(bottom_cells=args.cells, top_cells=args.cells))

@@ -64,9 +64,9 @@ def main() -> None:
     from ase.optimize import FIRE
     from mace.calculators import MACECalculator
 
-    from twistox.lattice import nearest_csl
-    from twistox.relax import MaceBatchEvaluator, fire_relax, translate_top_layer, tune_malloc
-    from twistox.supercell import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+    from twistox.relax.relaxation import MaceBatchEvaluator, fire_relax, translate_top_layer, tune_malloc
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     if args.device == "cpu":
         torch.set_num_threads(1)

@@ -19,10 +19,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from twistox import stem  # noqa: E402
-from twistox.lattice import nearest_csl  # noqa: E402
-from twistox.stem_sample import planview_sample  # noqa: E402
-from twistox.supercell import BilayerSpec, build_bilayer  # noqa: E402
+from twistox.stem import simulate as stem  # noqa: E402
+from twistox.supercell.lattice import nearest_csl  # noqa: E402
+from twistox.stem.sample import planview_sample  # noqa: E402
+from twistox.supercell.builder import BilayerSpec, build_bilayer  # noqa: E402
 
 
 def specimen(theta: float, thickness_nm: float):

@@ -16,8 +16,8 @@ import numpy as np
 import yaml
 from ase.build import surface
 
-from twistox.lattice import nearest_csl
-from twistox.supercell import BilayerSpec, build_bilayer
+from twistox.supercell.lattice import nearest_csl
+from twistox.supercell.builder import BilayerSpec, build_bilayer
 
 ROOT = Path(__file__).resolve().parents[1]
 

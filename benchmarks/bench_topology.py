@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from twistox.topology import find_defects, skyrmion_number, winding_map
+from twistox.analysis.topology import find_defects, skyrmion_number, winding_map
 
 
 def lattice(n, periods=4, seed=0):

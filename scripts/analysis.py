@@ -2,12 +2,12 @@
 
 import time
 
-from twistox import analysis as an
-from twistox.config import section
-from twistox.experiment import atomistic_fields, dpc_field, experiment_field, phasefield_field
-from twistox.io import read_dataset, write_dataset
-from twistox.plots import save
-from twistox.runtime import seed_everything, setup_logging, torch_device
+from twistox.analysis import stage as an
+from twistox.core.config import section
+from twistox.analysis.experiment import atomistic_fields, dpc_field, experiment_field, phasefield_field
+from twistox.core.io import read_dataset, write_dataset
+from twistox.core.plots import save
+from twistox.core.runtime import seed_everything, setup_logging, torch_device
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -4,10 +4,10 @@ import time
 
 from ase.io import write
 
-from twistox.config import bilayer_spec, material
-from twistox.dft import check_calculator, make_calculator
-from twistox.runtime import seed_everything, set_threads, setup_logging
-from twistox.trainset import TrainsetSettings, generate
+from twistox.core.config import bilayer_spec, material
+from twistox.dft.labelling import check_calculator, make_calculator
+from twistox.core.runtime import seed_everything, set_threads, setup_logging
+from twistox.dft.trainset import TrainsetSettings, generate
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

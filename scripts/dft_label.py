@@ -4,10 +4,10 @@ import time
 
 from ase.io import read, write
 
-from twistox.dft import Labeller, check_calculator, collect
-from twistox.dft import summary_figure
-from twistox.plots import save
-from twistox.runtime import set_threads, setup_logging
+from twistox.dft.labelling import Labeller, check_calculator, collect
+from twistox.dft.labelling import summary_figure
+from twistox.core.plots import save
+from twistox.core.runtime import set_threads, setup_logging
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from ase.io import read, write
 
-from twistox.config import bilayer_spec, material
-from twistox.dft import Labeller, check_calculator
-from twistox.mlip import (ALSettings, TrainSettings, active_learning, copy_models, epoch_times, error_metrics,
+from twistox.core.config import bilayer_spec, material
+from twistox.dft.labelling import Labeller, check_calculator
+from twistox.mlip.committee import (ALSettings, TrainSettings, active_learning, copy_models, epoch_times, error_metrics,
                           parity_figure, spearman, uncertainty_figure, uncertainty_vs_error, write_metrics)
-from twistox.plots import save
-from twistox.runtime import set_threads, setup_logging, torch_device
-from twistox.trainset import TrainsetSettings, start_cells
+from twistox.core.plots import save
+from twistox.core.runtime import set_threads, setup_logging, torch_device
+from twistox.dft.trainset import TrainsetSettings, start_cells
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -2,8 +2,8 @@
 
 import time
 
-from twistox.mlip import TrainSettings, epoch_times, train_committee
-from twistox.runtime import set_threads, setup_logging, torch_device
+from twistox.mlip.committee import TrainSettings, epoch_times, train_committee
+from twistox.core.runtime import set_threads, setup_logging, torch_device
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -3,11 +3,11 @@
 import time
 from pathlib import Path
 
-from twistox.config import section
-from twistox.io import read_dataset, write_dataset
+from twistox.core.config import section
+from twistox.core.io import read_dataset, write_dataset
 from twistox.phasefield import figures
 from twistox.phasefield.stage import check_config, run
-from twistox.runtime import seed_everything, set_threads, setup_logging, torch_device
+from twistox.core.runtime import seed_everything, set_threads, setup_logging, torch_device
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ase.io import write
 
-from twistox.config import section
-from twistox.io import atoms_from_dataset, read_dataset, write_dataset
-from twistox.relax import (Checkpoint, check_settings, mlip_calculator, plot_md, plot_translation_energy,
+from twistox.core.config import section
+from twistox.core.io import atoms_from_dataset, read_dataset, write_dataset
+from twistox.relax.relaxation import (Checkpoint, check_settings, mlip_calculator, plot_md, plot_translation_energy,
                            relax_bilayer, relaxed_dataset, tune_malloc)
-from twistox.runtime import seed_everything, set_threads, setup_logging
+from twistox.core.runtime import seed_everything, set_threads, setup_logging
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -2,9 +2,9 @@
 
 import time
 
-from twistox.plots import save
-from twistox.report import overview_figure, summary_table
-from twistox.runtime import setup_logging
+from twistox.core.plots import save
+from twistox.report.summary import overview_figure, summary_table
+from twistox.core.runtime import setup_logging
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

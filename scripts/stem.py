@@ -4,11 +4,11 @@ import time
 
 import xarray as xr
 
-from twistox.config import section
-from twistox.io import read_dataset, write_dataset
-from twistox.plots import save
-from twistox.runtime import setup_logging
-from twistox import stem_plots
+from twistox.core.config import section
+from twistox.core.io import read_dataset, write_dataset
+from twistox.core.plots import save
+from twistox.core.runtime import setup_logging
+from twistox.stem import figures as stem_plots
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -2,11 +2,11 @@
 
 import time
 
-from twistox import stem
-from twistox.config import section
-from twistox.io import read_dataset, write_dataset
-from twistox.runtime import set_threads, setup_logging
-from twistox.stem_sample import structure_atoms
+from twistox.stem import simulate as stem
+from twistox.core.config import section
+from twistox.core.io import read_dataset, write_dataset
+from twistox.core.runtime import set_threads, setup_logging
+from twistox.stem.sample import structure_atoms
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -2,10 +2,10 @@
 
 import time
 
-from twistox.atomistic import check_settings, plot_fourier_fit, plot_interface_fields, strain_dataset
-from twistox.config import section
-from twistox.io import read_dataset, write_dataset
-from twistox.runtime import set_threads, setup_logging
+from twistox.strain.atomistic import check_settings, plot_fourier_fit, plot_interface_fields, strain_dataset
+from twistox.core.config import section
+from twistox.core.io import read_dataset, write_dataset
+from twistox.core.runtime import set_threads, setup_logging
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -4,11 +4,11 @@ import time
 
 from ase.io import write
 
-from twistox.config import bilayer_spec, section
-from twistox.io import structure_dataset, write_dataset
-from twistox.plots import planview, save
-from twistox.runtime import setup_logging
-from twistox.supercell import build_bilayer, expected_atom_count
+from twistox.core.config import bilayer_spec, section
+from twistox.core.io import structure_dataset, write_dataset
+from twistox.core.plots import planview, save
+from twistox.core.runtime import setup_logging
+from twistox.supercell.builder import build_bilayer, expected_atom_count
 
 t0 = time.time()
 sm = snakemake  # noqa: F821

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from twistox.dpc import mrad_per_volt
-from twistox.io import read_dataset, write_dataset
+from twistox.analysis.dpc import mrad_per_volt
+from twistox.core.io import read_dataset, write_dataset
 
 ENERGY = 300e3
 
@@ -88,9 +88,9 @@ def write_strain(d: Path, L: float, interface_planes: list[int], n: int = 20) ->
 
 
 def write_supercell(d: Path, sample: str, config: dict) -> xr.Dataset:
-    from twistox.config import bilayer_spec, resolve_samples
-    from twistox.io import structure_dataset
-    from twistox.supercell import build_bilayer
+    from twistox.core.config import bilayer_spec, resolve_samples
+    from twistox.core.io import structure_dataset
+    from twistox.supercell.builder import build_bilayer
 
     csl = resolve_samples(config)["STO"][sample]
     write_dataset(structure_dataset(build_bilayer(csl, bilayer_spec(config, "STO"))), d / "supercell.zarr",

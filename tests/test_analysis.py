@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from synthetic_artifacts import write_sample
-from twistox import analysis as an
-from twistox.config import _check, _schema
-from twistox.experiment import atomistic_fields, dpc_field, phasefield_field
-from twistox.io import read_dataset
+from twistox.analysis import stage as an
+from twistox.core.config import _check, _schema
+from twistox.analysis.experiment import atomistic_fields, dpc_field, phasefield_field
+from twistox.core.io import read_dataset
 
 SAMPLE = "theta36.87_m3n1"
 
@@ -119,7 +119,7 @@ def test_rules_on_synthetic_artifacts_with_experiment(tmp_path, toy_config):
     assert r["dpc_vortices_per_cell"] == pytest.approx(2.0) and r["phasefield_mean_winding"] == pytest.approx(0.0)
     assert r["max_P_atomistic"] == pytest.approx(0.01 * np.sqrt(2), rel=0.05)
     # a sample whose later stages have not run: its columns are NaN, never invented
-    from twistox.report import sample_row
+    from twistox.report.summary import sample_row
 
     other = "theta22.62_m5n1"
     only = tmp_path / "only_supercell" / other
@@ -141,7 +141,7 @@ def test_rules_on_synthetic_artifacts_with_experiment(tmp_path, toy_config):
     ({"experimnet": []}, r"config key 'analysis'.*unknown key.*allowed keys"),
 ])
 def test_bad_analysis_config_names_key(section, msg):
-    from twistox.config import ConfigError, validate_config
+    from twistox.core.config import ConfigError, validate_config
 
     cfg = {"systems": {"STO": {}}, "twist": {"angles_deg": [36.87]}, "analysis": section}
     with pytest.raises(ConfigError, match=msg):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from twistox.atomistic import (b_site_offcentring, coordination_counts, deformation_gradient, polar_2d,
+from twistox.strain.atomistic import (b_site_offcentring, coordination_counts, deformation_gradient, polar_2d,
                                polarization_from_offcentring)
-from twistox.lattice import nearest_csl
-from twistox.supercell import BilayerSpec, build_bilayer
+from twistox.supercell.lattice import nearest_csl
+from twistox.supercell.builder import BilayerSpec, build_bilayer
 
 A = 3.905
 CUT = 0.85 * A
@@ -124,8 +124,8 @@ def test_bulk_ti_is_sixfold():
 
 def test_strain_dataset_contract_and_homogeneous_field(bilayer):
     """strain.zarr per docs/architecture.md; a homogeneously strained bilayer gives flat fields."""
-    from twistox.atomistic import COMPONENTS, strain_dataset
-    from twistox.io import structure_dataset
+    from twistox.strain.atomistic import COMPONENTS, strain_dataset
+    from twistox.core.io import structure_dataset
 
     cfg = {"planes": "interface", "neighbour_cutoff": 0.85, "bo_cutoff": 2.4, "born_charge": 7.12,
            "grid_spacing": 0.5, "smoothing_sigma": 1.0, "fourier_order": 6}

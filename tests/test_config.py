@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twistox.config import ConfigError, resolve_samples, validate_config
+from twistox.core.config import ConfigError, resolve_samples, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

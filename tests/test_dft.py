@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from ase.calculators.lj import LennardJones
 
-from twistox.config import ConfigError
-from twistox.dft import (CalculatorUnavailable, Labeller, check_calculator, collect, gpaw_setups, kpoints,
+from twistox.core.config import ConfigError
+from twistox.dft.labelling import (CalculatorUnavailable, Labeller, check_calculator, collect, gpaw_setups, kpoints,
                          label_one, make_calculator)
-from twistox.supercell import Perovskite
-from twistox.trainset import bulk_cell, rattle, slab_1x1
+from twistox.supercell.builder import Perovskite
+from twistox.dft.trainset import bulk_cell, rattle, slab_1x1
 
 HAS_GPAW = importlib.util.find_spec("gpaw") is not None
 
@@ -109,9 +109,9 @@ import sys, time
 sys.path.insert(0, {src!r})
 import numpy as np
 from ase.calculators.lj import LennardJones
-from twistox.dft import Labeller
-from twistox.supercell import Perovskite
-from twistox.trainset import bulk_cell, rattle
+from twistox.dft.labelling import Labeller
+from twistox.supercell.builder import Perovskite
+from twistox.dft.trainset import bulk_cell, rattle
 
 class Slow(LennardJones):
     def calculate(self, *a, **k):

@@ -1,9 +1,9 @@
-"""twistox.dpc: constants, COM <-> projected field with its sign, 4D-STEM COM."""
+"""twistox.analysis.dpc: constants, COM <-> projected field with its sign, 4D-STEM COM."""
 
 import numpy as np
 import pytest
 
-from twistox import dpc
+from twistox.analysis import dpc
 
 E300 = 300e3
 

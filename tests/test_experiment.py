@@ -1,12 +1,12 @@
-"""twistox.experiment: readers for measured COM / 4D-STEM data (NumPy, HDF5/EMD, Zarr) and their errors."""
+"""twistox.analysis.experiment: readers for measured COM / 4D-STEM data (NumPy, HDF5/EMD, Zarr) and their errors."""
 
 import numpy as np
 import pytest
 
-from twistox import dpc
-from twistox.experiment import (DataError, check_experiment_config, com_from_4dstem_file, experiment_field,
+from twistox.analysis import dpc
+from twistox.analysis.experiment import (DataError, check_experiment_config, com_from_4dstem_file, experiment_field,
                                 load_com)
-from twistox.topology import find_defects
+from twistox.analysis.topology import find_defects
 
 NY, NX = 24, 30
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from twistox.fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid, grid_coords, grid_periodic, grid_size
+from twistox.strain.fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid, grid_coords, grid_periodic, grid_size
 
 L = 17.3
 

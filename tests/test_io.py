@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import xarray as xr
 
-from twistox.io import atoms_from_dataset, read_dataset, structure_dataset, write_dataset
-from twistox.lattice import nearest_csl
-from twistox.supercell import BilayerSpec, build_bilayer
+from twistox.core.io import atoms_from_dataset, read_dataset, structure_dataset, write_dataset
+from twistox.supercell.lattice import nearest_csl
+from twistox.supercell.builder import BilayerSpec, build_bilayer
 
 
 def test_roundtrip_and_provenance(tmp_path):
@@ -40,7 +40,7 @@ def test_killed_writer_leaves_no_complete_looking_store(tmp_path):
     # a writer killed in the middle of to_zarr leaves only a hidden temporary sibling
     code = textwrap.dedent(f"""
         import os, signal, numpy as np, xarray as xr
-        import twistox.io as tio
+        import twistox.core.io as tio
         real = xr.Dataset.to_zarr
         def slow(self, store, **kw):
             real(self.isel(x=slice(0, 1)), store, **kw)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from twistox.lattice import nearest_csl, shortest_basis, sigma_of, theta_of
+from twistox.supercell.lattice import nearest_csl, shortest_basis, sigma_of, theta_of
 
 A = 3.905
 # (theta as printed, m, n, Sigma) from PHYSICS.md section 1

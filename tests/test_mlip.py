@@ -5,10 +5,10 @@ import pytest
 from ase.calculators.lj import LennardJones
 from ase.io import write
 
-from twistox.mlip import (TrainSettings, error_metrics, load_calculator, mace_args, predict, select_diverse,
+from twistox.mlip.committee import (TrainSettings, error_metrics, load_calculator, mace_args, predict, select_diverse,
                           train_committee)
-from twistox.supercell import Perovskite
-from twistox.trainset import bulk_cell, rattle
+from twistox.supercell.builder import Perovskite
+from twistox.dft.trainset import bulk_cell, rattle
 
 
 def _lj_frames(n, rng, amp=0.06, strain=0.01):

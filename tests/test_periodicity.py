@@ -1,9 +1,9 @@
-"""twistox.periodicity: periods of synthetic line patterns (within 2 %), line spacings, moiré sites."""
+"""twistox.analysis.periodicity: periods of synthetic line patterns (within 2 %), line spacings, moiré sites."""
 
 import numpy as np
 import pytest
 
-from twistox.periodicity import dominant_period_2d, field_maxima, fourier_period, line_spacing, moire_sites
+from twistox.analysis.periodicity import dominant_period_2d, field_maxima, fourier_period, line_spacing, moire_sites
 
 
 def _lines(period, width=500.0, dx=0.37, fringe=3.905, noise=0.0, seed=0, nz=30):

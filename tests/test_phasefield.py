@@ -10,8 +10,8 @@ import pytest
 import torch
 import xarray as xr
 
-from twistox.config import ConfigError
-from twistox.io import read_dataset, write_dataset
+from twistox.core.config import ConfigError
+from twistox.core.io import read_dataset, write_dataset
 from twistox.phasefield import (Grid, Material, PhaseFieldSolver, RelaxSettings, SlabEnergy, alpha1_pertsev,
                                 landau_minimum_inplane)
 from twistox.phasefield.eigenstrain import fourier_field
@@ -25,7 +25,7 @@ STO = Material(alpha1=alpha1_pertsev(300.0), alpha11=1.70e9, alpha12=1.37e9, G=1
 
 def _pf_config(**over) -> dict:
     """The phasefield section validated (defaults filled) by its own schema, as validate_config does."""
-    from twistox.config import _check, _schema
+    from twistox.core.config import _check, _schema
 
     cfg = copy.deepcopy(over)
     _check(cfg, _schema("phasefield"), ("phasefield",))

@@ -5,7 +5,7 @@ import pytest
 from ase.calculators.morse import MorsePotential
 from ase.cluster import Icosahedron
 
-from twistox.relax import (AseEvaluator, Checkpoint, MaceBatchEvaluator, fire_relax, kinetic_temperature,
+from twistox.relax.relaxation import (AseEvaluator, Checkpoint, MaceBatchEvaluator, fire_relax, kinetic_temperature,
                            langevin_md, translate_top_layer, translation_grid)
 
 
@@ -137,8 +137,8 @@ def test_md_resume(tmp_path):
 
 
 def test_translation_by_a_lattice_vector_is_identity():
-    from twistox.lattice import nearest_csl
-    from twistox.supercell import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     atoms = build_bilayer(nearest_csl(22.62, 30), BilayerSpec(bottom_cells=1, top_cells=1))
     tx, ty = translation_grid(3)
@@ -180,8 +180,8 @@ def test_batched_mace_matches_the_ase_calculator(tmp_path):
     pytest.importorskip("mace")
     from mace.calculators import MACECalculator
 
-    from twistox.lattice import nearest_csl
-    from twistox.supercell import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     path = tiny_mace(tmp_path / "tiny.model")
     calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
@@ -208,10 +208,10 @@ def test_relax_bilayer_end_to_end(tmp_path):
     """Scan -> refine -> MD with a cheap pair potential; relaxed.zarr names per DESIGN.md."""
     from ase.calculators.lj import LennardJones
 
-    from twistox.io import read_dataset, structure_dataset, write_dataset
-    from twistox.lattice import nearest_csl
-    from twistox.relax import relax_bilayer, relaxed_dataset
-    from twistox.supercell import BilayerSpec, build_bilayer
+    from twistox.core.io import read_dataset, structure_dataset, write_dataset
+    from twistox.supercell.lattice import nearest_csl
+    from twistox.relax.relaxation import relax_bilayer, relaxed_dataset
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
     calc = LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True)

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import REPO, TOY_CONFIG, dry_run_jobs, planned_jobs, run_snakemake, snakemake_cmd, snakemake_env, \
     zarr_stores
-from twistox.io import read_dataset
+from twistox.core.io import read_dataset
 
 # Provenance attrs that legitimately differ between two runs of the same config.
 VOLATILE_ATTRS = {"wall_time_s", "created_utc", "host", "platform"}

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import (PROFILES, REPO, TOY_CONFIG, dry_run_jobs, planned_jobs, run_snakemake, write_retry_workflow,
                       zarr_stores)
-from twistox.io import read_dataset
+from twistox.core.io import read_dataset
 
 CLUSTER_PY = REPO / ".ci" / "slurm" / "cluster.py"
 SLURM_RULES = tuple(os.environ.get("TWISTOX_SLURM_RULES", "supercell").split(","))

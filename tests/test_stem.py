@@ -10,11 +10,11 @@ import pytest
 import xarray as xr
 from ase import Atoms
 
-from twistox import stem
-from twistox.config import ConfigError, validate_config
-from twistox.lattice import nearest_csl
-from twistox.stem_sample import cross_section_sample, planview_sample, structure_atoms
-from twistox.supercell import BilayerSpec, build_bilayer
+from twistox.stem import simulate as stem
+from twistox.core.config import ConfigError, validate_config
+from twistox.supercell.lattice import nearest_csl
+from twistox.stem.sample import cross_section_sample, planview_sample, structure_atoms
+from twistox.supercell.builder import BilayerSpec, build_bilayer
 
 A = 3.905
 
@@ -90,7 +90,7 @@ def test_schema_rejects_unknown_keys_and_values():
 
 
 def test_structure_atoms_refuses_relaxed_from_rigid_store():
-    from twistox.io import structure_dataset
+    from twistox.core.io import structure_dataset
 
     ds = structure_dataset(build_bilayer(nearest_csl(36.87, 30), BilayerSpec()))
     assert len(structure_atoms(ds, "rigid")) == ds.sizes["atom"]
@@ -314,7 +314,7 @@ def test_drivers_on_toy_bilayer(tmp_path):
 
 
 def test_structure_atoms_reads_relaxed_and_rigid_from_relaxed_store():
-    from twistox.io import structure_dataset
+    from twistox.core.io import structure_dataset
 
     ds = structure_dataset(build_bilayer(nearest_csl(36.87, 30), BilayerSpec()))
     rigid = ds["positions"].values.copy()

@@ -7,8 +7,8 @@ import pytest
 from ase.neighborlist import neighbor_list
 from scipy.spatial import cKDTree
 
-from twistox.lattice import nearest_csl
-from twistox.supercell import AO, BO2, BilayerSpec, Perovskite, build_bilayer, expected_atom_count
+from twistox.supercell.lattice import nearest_csl
+from twistox.supercell.builder import AO, BO2, BilayerSpec, Perovskite, build_bilayer, expected_atom_count
 
 ANGLES = [36.87, 22.62, 28.07, 16.26, 10.39, 6.73, 4.98, 20.02]
 

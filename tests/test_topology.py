@@ -1,9 +1,9 @@
-"""twistox.topology against analytic textures with known winding, helicity and skyrmion number."""
+"""twistox.analysis.topology against analytic textures with known winding, helicity and skyrmion number."""
 
 import numpy as np
 import pytest
 
-from twistox.topology import (Grid, find_defects, node_distances, plaquette_mask, skyrmion_density,
+from twistox.analysis.topology import (Grid, find_defects, node_distances, plaquette_mask, skyrmion_density,
                               skyrmion_number, winding_map)
 
 N, L = 48, 40.0
@@ -173,7 +173,7 @@ def test_random_periodic_texture_has_integer_charge():
 
 
 def test_node_distances_minimum_image():
-    from twistox.topology import Defect
+    from twistox.analysis.topology import Defect
 
     d = [Defect(0.5, 39.5, 1, 0.0, "none", "source", 1.0, 1)]
     assert node_distances(d, np.array([[39.5, 0.5], [20, 20]]), (L, L))[0] == pytest.approx(np.sqrt(2))

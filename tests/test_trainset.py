@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from twistox.supercell import BilayerSpec, Perovskite
-from twistox.trainset import (TrainsetSettings, assign_split, bilayer_1x1, bulk_cell, generate, random_strain,
+from twistox.supercell.builder import BilayerSpec, Perovskite
+from twistox.dft.trainset import (TrainsetSettings, assign_split, bilayer_1x1, bulk_cell, generate, random_strain,
                               slab_1x1, start_cells)
 
 MAT = Perovskite()
@@ -104,7 +104,7 @@ def test_single_frame_kind_is_always_train():
 
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.5, 0.5), (0.5, 0.0), (0.25, 0.25), (0.3, 0.7)])
 def test_contact_spacing_is_the_smallest_clash_free_spacing(shift):
-    from twistox.trainset import LIKE, contact_spacing
+    from twistox.dft.trainset import LIKE, contact_spacing
 
     d_min = 1.9
     d = contact_spacing(SPEC, shift, d_min)

@@ -24,8 +24,8 @@ from packaging.version import Version
 
 from conftest import (PAPER_CONFIG, PROFILES, REPO, TOY_CONFIG, dry_run_jobs, planned_jobs, run_snakemake,
                       write_retry_workflow, zarr_stores)
-from twistox.config import resolve_samples, validate_config
-from twistox.io import read_dataset
+from twistox.core.config import resolve_samples, validate_config
+from twistox.core.io import read_dataset
 
 SWEEP_ANGLES = [float(a) for a in np.round(np.linspace(3.0, 40.0, 20), 3)]
 PROVENANCE_ATTRS = ("twistox_version", "git_commit", "stage", "config", "package_versions", "wall_time_s", "host")

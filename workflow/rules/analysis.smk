@@ -4,7 +4,7 @@
 # runs with whichever upstream stages are present.
 import os as _os
 
-from twistox.experiment import check_experiment_config, experiment_entries
+from twistox.analysis.experiment import check_experiment_config, experiment_entries
 
 _ANALYSIS_ARTIFACTS = {"dpc": ("stem", "stem.zarr"), "phasefield": ("phasefield", "phasefield.zarr"),
                        "atomistic": ("strain", "strain.zarr")}

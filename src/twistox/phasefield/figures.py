@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import hsv_to_rgb
 
-from ..plots import save
+from twistox.core.plots import save
 
 
 def _tile(a: np.ndarray, t: int) -> np.ndarray:

@@ -7,7 +7,7 @@
   vector, periodic laterally, and repeated along the beam to the target thickness.
 
 All lengths in Å. Input atoms carry the arrays ``layer``, ``plane``, ``plane_kind`` and
-the info keys written by :func:`twistox.supercell.build_bilayer`.
+the info keys written by :func:`twistox.supercell.builder.build_bilayer`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def structure_atoms(ds, which: str) -> Atoms:
     A supercell store (no ``positions_rigid``) is rigid already, so both names give its positions;
     asking it for ``relaxed`` is refused, because that would silently simulate the rigid model.
     """
-    from .io import atoms_from_dataset
+    from twistox.core.io import atoms_from_dataset
 
     if which not in STRUCTURES:
         raise ValueError(f"stem.structures: {which!r} is not allowed; allowed: {', '.join(STRUCTURES)}")

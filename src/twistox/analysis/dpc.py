@@ -12,7 +12,7 @@ k = 1/λ (numpy's FFT, exp(−2πik·r) forward). Constants: CODATA via scipy.co
 At 300 kV: λ = 0.019687 Å, σ = 6.526e-4 rad/(V·Å), so 1 mrad ↔ 489 V of projected field.
 
 Component layout: a vector map is an array (2, ny, nx) with [0] = x and [1] = y,
-grid indexed [y, x] (see twistox.topology).
+grid indexed [y, x] (see twistox.analysis.topology).
 """
 
 from __future__ import annotations

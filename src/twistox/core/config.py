@@ -14,10 +14,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .lattice import CSL, nearest_csl, validate_angle
-from .supercell import BilayerSpec, Perovskite
+from twistox.supercell.lattice import CSL, nearest_csl, validate_angle
+from twistox.supercell.builder import BilayerSpec, Perovskite
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from .lattice import CSL, rotation2
+from twistox.supercell.lattice import CSL, rotation2
 
 AO, BO2 = 0, 1  # plane kinds
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import read_dataset
+from twistox.core.io import read_dataset
 
 SOURCES = ("dpc", "phasefield", "atomistic", "experiment")
 

@@ -64,7 +64,7 @@ def load_calculator(model_paths: list[str | os.PathLike], mode: str = "first", d
     ``calc.results["force_std"]`` (N,) eV/Å is the per-atom committee force disagreement.
     device: "auto" (GPU when present), "cpu" or "cuda". default_dtype: "float64" or "float32".
     """
-    from .runtime import torch_device
+    from twistox.core.runtime import torch_device
 
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r} is not allowed; allowed: {', '.join(MODES)}")
@@ -152,7 +152,7 @@ def train_committee(train_file: str | os.PathLike, out_dir: str | os.PathLike, s
     Member k uses seed + k and lives in ``out_dir/member_{k}``; ``epochs`` is the *total*
     epoch count (for a warm restart: previous total + retrain epochs).
     """
-    log = log or logging.getLogger("twistox.mlip")
+    log = log or logging.getLogger("twistox.mlip.committee")
     out_dir = Path(out_dir)
     epochs = epochs or s.max_epochs
     threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")) // max(1, workers))
@@ -345,15 +345,15 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
 
     Per iteration: committee-mean Langevin MD from every start cell at every temperature ->
     candidates with uncertainty = max per-atom force std (eV/Å) -> ``select_diverse`` ->
-    label with ``labeller`` (a ``twistox.dft.Labeller``; failed frames are dropped) -> warm
+    label with ``labeller`` (a ``twistox.dft.labelling.Labeller``; failed frames are dropped) -> warm
     retraining on train + all AL frames. The test set is never used for selection or training.
     Returns (model paths, per-iteration history, AL frames added).
     """
     from ase.io import write
 
-    from .dft import collect
+    from twistox.dft.labelling import collect
 
-    log = log or logging.getLogger("twistox.mlip")
+    log = log or logging.getLogger("twistox.mlip.committee")
     workdir = Path(workdir)
     rng = np.random.default_rng(seed)
     paths = [workdir / f"member_{k}" / "mace.model" for k in range(s.committee_size)]
@@ -435,7 +435,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- figures
 def parity_figure(frames: list[Atoms], pred: dict, title: str = ""):
     """Energy (per atom) and force-component parity on the held-out set."""
-    from .plots import plt
+    from twistox.core.plots import plt
 
     n = np.array([len(a) for a in frames], float)
     e_ref = np.array([a.info["REF_energy"] for a in frames]) / n
@@ -467,7 +467,7 @@ def parity_figure(frames: list[Atoms], pred: dict, title: str = ""):
 
 def uncertainty_figure(std: np.ndarray, err: np.ndarray, history: list[dict]):
     """Per-atom committee force std vs true force error (test set), and the AL learning curve."""
-    from .plots import plt
+    from twistox.core.plots import plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.4))
     a1.scatter(std * 1e3, err * 1e3, s=8, alpha=0.6)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dpc
+from twistox.analysis import dpc
 
 FORMATS = (".npy", ".npz", ".h5", ".hdf5", ".emd", ".zarr")
 

@@ -1,6 +1,6 @@
 """The analysis stage: vortex defects of every field source of a sample, matched to the network nodes.
 
-Sources (twistox.experiment.VectorField): ``dpc`` (E_proj from the simulated 4D-STEM COM),
+Sources (twistox.analysis.experiment.VectorField): ``dpc`` (E_proj from the simulated 4D-STEM COM),
 ``phasefield`` (E_projected), ``atomistic`` (Ti off-centring P, per interface plane) and
 ``experiment`` (measured COM). Physical fields are analysed (E, not the COM, which is −E
 up to a factor): winding numbers do not care, but CW/CCW flips under v → −v.
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import periodicity as per
-from . import topology as topo
-from .experiment import VectorField
+from twistox.analysis import periodicity as per
+from twistox.analysis import topology as topo
+from twistox.analysis.experiment import VectorField
 
 CSV_COLUMNS = ["sample", "source", "field", "plane", "x", "y", "winding", "helicity", "circulation", "kind",
                "strength", "node_distance", "d_coincidence", "d_anticoincidence"]

@@ -9,7 +9,7 @@ Kinds (``atoms.info["config_type"]``):
   interface visits); the spacing opens until no interlayer pair is closer than
   ``bilayer_min_distance`` (then jittered), rattled.
 - ``twisted``: commensurate twisted bilayer at small Sigma with thin layers
-  (``twistox.supercell.build_bilayer``), top-layer translations on a grid, rattled.
+  (``twistox.supercell.builder.build_bilayer``), top-layer translations on a grid, rattled.
 - ``md``: snapshots of short Langevin MD of bilayer/bulk cells driven by a cheap calculator.
 
 Lengths in Å, strains dimensionless, temperatures in K. Every frame gets a stable
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from .lattice import nearest_csl
-from .supercell import AO, BilayerSpec, Perovskite, build_bilayer
+from twistox.supercell.lattice import nearest_csl
+from twistox.supercell.builder import AO, BilayerSpec, Perovskite, build_bilayer
 
 KINDS = ("bulk", "slab", "bilayer", "twisted", "md")
 

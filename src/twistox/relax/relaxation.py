@@ -31,7 +31,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from .lattice import rotation2
+from twistox.supercell.lattice import rotation2
 
 log = logging.getLogger("twistox")
 
@@ -486,16 +486,16 @@ def check_settings(cfg: dict) -> None:
 
 
 def mlip_calculator(model_paths: Sequence[str], mode: str = "mean", device: str = "auto", dtype: str = "float64"):
-    """The committee's ASE calculator: twistox.mlip.load_calculator when present, else mace's own."""
+    """The committee's ASE calculator: twistox.mlip.committee.load_calculator when present, else mace's own."""
     try:
-        from .mlip import load_calculator
+        from twistox.mlip.committee import load_calculator
     except ImportError:
         load_calculator = None
     if load_calculator is not None:
         return load_calculator(list(map(str, model_paths)), mode=mode, device=device, default_dtype=dtype)
     from mace.calculators import MACECalculator
 
-    from .runtime import torch_device
+    from twistox.core.runtime import torch_device
 
     paths = list(map(str, model_paths))[: (1 if mode == "first" else None)]
     return MACECalculator(model_paths=paths, device=torch_device(device), default_dtype=dtype)
@@ -607,7 +607,7 @@ def _energies(ev: Evaluator, positions: np.ndarray, batch_size: int) -> tuple[np
 
 def relaxed_dataset(atoms: Atoms, out: RelaxOutcome, base_attrs: dict):
     """relaxed.zarr contents: DESIGN.md names plus scan surface, MD traces, displacement."""
-    from .io import structure_dataset
+    from twistox.core.io import structure_dataset
 
     final = atoms.copy()
     final.positions = out.positions
@@ -698,6 +698,6 @@ def plot_md(ds, path, md_cfg: dict | None = None) -> None:
 
 
 def _save(fig, path) -> None:
-    from .plots import save
+    from twistox.core.plots import save
 
     save(fig, path)

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import hsv_to_rgb
 
-from .plots import plt
+from twistox.core.plots import plt
 
 
 def _variants(ds: xr.Dataset, base: str) -> list[tuple[str, xr.DataArray]]:

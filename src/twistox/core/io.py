@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import __version__
+from twistox import __version__
 
 _PACKAGES = ("numpy", "xarray", "zarr", "ase", "scipy", "torch", "mace-torch", "abtem", "gpaw", "snakemake")
 

@@ -37,7 +37,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, kptdensity2monkhorstpack
 from ase.io import read, write
 
-from .config import ConfigError
+from twistox.core.config import ConfigError
 
 RY_EV = 13.605693122994  # eV per Rydberg (QE 6.x reads Hubbard_U in Ry)
 
@@ -166,7 +166,7 @@ def make_calculator(name: str, settings: dict, atoms: Atoms | None, directory: s
     if name == "chgnet":
         from chgnet.model.dynamics import CHGNetCalculator
 
-        from .runtime import torch_device
+        from twistox.core.runtime import torch_device
 
         return CHGNetCalculator(use_device=torch_device(settings.get("device", "auto")), stress_weight=1 / 160.21766208)
     raise AssertionError(name)  # check_calculator rejected it already
@@ -273,7 +273,7 @@ class Labeller:
     name: str = "gpaw"
     settings: dict = field(default_factory=dict)
     calc_factory: Callable | None = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("twistox.dft"))
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("twistox.dft.labelling"))
 
     def __post_init__(self):
         self.cache_dir = Path(self.cache_dir)
@@ -353,7 +353,7 @@ class Labeller:
         spec = self.cache_dir / f".tasks-{run}.json"
         spec.write_text(json.dumps({"name": self.name, "settings": self.settings, "run": run}))
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        procs = [subprocess.Popen([sys.executable, "-m", "twistox.dft", str(self.cache_dir), str(tasks), str(spec)],
+        procs = [subprocess.Popen([sys.executable, "-m", "twistox.dft.labelling", str(self.cache_dir), str(tasks), str(spec)],
                                   env=env) for _ in range(workers)]
         t0 = time.time()
         try:
@@ -416,7 +416,7 @@ if __name__ == "__main__":
 
 def summary_figure(good: list[Atoms], statuses: list[dict]):
     """Two panels: energy per atom vs max force per frame by config type; labelling time per frame."""
-    from .plots import plt
+    from twistox.core.plots import plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     kinds = sorted({a.info.get("config_type", "") for a in good})

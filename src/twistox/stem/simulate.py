@@ -70,7 +70,7 @@ def grid_points(extent: float, max_sampling: float) -> int:
 
 
 def _err(msg: str):
-    from .config import ConfigError
+    from twistox.core.config import ConfigError
 
     return ConfigError(msg)
 
@@ -467,7 +467,7 @@ class Checkpoints:
         self.log = log
 
     def get(self, name: str, key: str, compute: Callable[[], xr.Dataset]) -> xr.Dataset:
-        from .io import read_dataset, write_dataset
+        from twistox.core.io import read_dataset, write_dataset
 
         path = self.dir / f"{name}-{key}.zarr"
         if path.exists():
@@ -528,7 +528,7 @@ def _post(cfg: dict, img: xr.DataArray, tiles, rng) -> xr.DataArray:
 
 def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt: Checkpoints, log) -> xr.Dataset:
     """Plan-view focal series for each structure: flexible-detector data and post-processed ADF images."""
-    from .stem_sample import planview_sample
+    from twistox.stem.sample import planview_sample
 
     s = probe_settings(cfg, "planview", device)
     pv, smp = cfg["planview"], cfg["sample"]
@@ -586,7 +586,7 @@ def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt: Chec
 
 def run_cross_sections(structures: dict, cfg: dict, device: str, seed: int, ckpt: Checkpoints, log) -> xr.Dataset:
     """[100] / [110] cross sections of the bilayer for each structure: dims (z_{view}, s_{view})."""
-    from .stem_sample import cross_section_sample
+    from twistox.stem.sample import cross_section_sample
 
     s = probe_settings(cfg, "cross_section", device)
     cs = cfg["cross_section"]
@@ -618,7 +618,7 @@ def run_cross_sections(structures: dict, cfg: dict, device: str, seed: int, ckpt
 def run_fourd(structures: dict, cfg: dict, device: str, seed: int, ckpt: Checkpoints, log
               ) -> tuple[xr.Dataset, xr.Dataset | None]:
     """4D-STEM COM maps over one supercell (cell tiled laterally so the BF disc is resolved)."""
-    from .stem_sample import planview_sample
+    from twistox.stem.sample import planview_sample
 
     s = probe_settings(cfg, "fourd", device)
     fd, smp = cfg["fourd"], cfg["sample"]

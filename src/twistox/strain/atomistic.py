@@ -142,7 +142,7 @@ COMPONENTS = ["eps_xx", "eps_yy", "eps_xy", "rotation"]
 
 def check_settings(cfg: dict, L: float) -> None:
     """Semantic checks of config['strain'] against the supercell (raise ValueError)."""
-    from .fourier import grid_size
+    from twistox.strain.fourier import grid_size
 
     n = grid_size(L, cfg["grid_spacing"])
     if n <= 2 * cfg["fourier_order"]:
@@ -158,8 +158,8 @@ def strain_dataset(relaxed, cfg: dict):
     """
     import xarray as xr
 
-    from .fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid, grid_coords, grid_periodic, grid_size
-    from .io import atoms_from_dataset
+    from twistox.strain.fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid, grid_coords, grid_periodic, grid_size
+    from twistox.core.io import atoms_from_dataset
 
     atoms = atoms_from_dataset(relaxed)
     info = atoms.info
@@ -313,7 +313,7 @@ def plot_interface_fields(ds, path, tiles: int = 2) -> None:
     per = float(d["network_period"])
     fig.suptitle(f"interfacial BO2 plane {int(d['plane'])}: θ = {ds.attrs.get('theta_deg', 0):.2f}°, "
                  f"λ = {lam:.2f} Å, strongest ε_xy period {per:.2f} Å")
-    from .plots import save
+    from twistox.core.plots import save
 
     save(fig, path)
 
@@ -325,7 +325,7 @@ def plot_fourier_fit(ds, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fourier import fourier_grid
+    from twistox.strain.fourier import fourier_grid
 
     L = float(ds.attrs["supercell_length"])
     n = ds.sizes["x"]
@@ -344,6 +344,6 @@ def plot_fourier_fit(ds, path) -> None:
             axes[r, c].set_title(f"plane {int(p)} ({kind}): {title}", fontsize=9)
             axes[r, c].set_xlabel("x (Å)")
             axes[r, c].set_ylabel("y (Å)")
-    from .plots import save
+    from twistox.core.plots import save
 
     save(fig, path)

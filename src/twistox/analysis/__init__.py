@@ -1,0 +1,1 @@
+"""DPC and topology: vector-field sources, winding numbers, defects, network periodicity, experiment readers."""

@@ -1,0 +1,1 @@
+"""DFT labels: training configurations and a resumable, frame-by-frame ASE-calculator labeller."""

@@ -1,0 +1,1 @@
+"""MACE interatomic potential: committee training, evaluation, active learning and loading."""

@@ -1,0 +1,1 @@
+"""Relaxation of twisted bilayers: translation scan, batched FIRE, Langevin MD averaging."""

@@ -1,0 +1,1 @@
+"""The cross-angle report: summary table and overview figures."""

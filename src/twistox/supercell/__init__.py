@@ -1,0 +1,1 @@
+"""Commensurate (CSL) twisted perovskite bilayers: lattice geometry and the atomistic builder."""
