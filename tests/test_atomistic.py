@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from twistox.strain.atomistic import (b_site_offcentring, coordination_counts, deformation_gradient, polar_2d,
-                               polarization_from_offcentring)
+from twistox.strain.cages import b_site_offcentring, coordination_counts, polarization_from_offcentring, rigid_cages
+from twistox.strain.deformation import deformation_gradient, polar_2d
 from twistox.supercell.lattice import nearest_csl
 from twistox.supercell.builder import BilayerSpec, build_bilayer
 
@@ -87,7 +87,8 @@ def test_polar_decomposition():
 def test_offcentring_coordination_and_polarization(bilayer):
     b = bilayer.copy()
     ti = np.flatnonzero(b.numbers == 22)
-    r0 = b_site_offcentring(b, 22, 8, 2.4)
+    cages = rigid_cages(b, 22, 8, 2.4, A)
+    r0 = b_site_offcentring(b, cages, 8, 2.4, A)
     assert np.nanmax(np.abs(r0.delta[ti])) < 1e-12
     assert (r0.n_equatorial[ti] == 4).all()
     assert np.isnan(r0.delta[b.numbers != 22]).all()
@@ -103,7 +104,7 @@ def test_offcentring_coordination_and_polarization(bilayer):
     # displace one Ti by 1 pm along x: delta = 0.01 Å, P = Z* e delta / a^3 ~ 0.019 C/m^2 for Z* = 7.12
     k = ti[0]
     b.positions[k, 0] += 0.01
-    r1 = b_site_offcentring(b, 22, 8, 2.4)
+    r1 = b_site_offcentring(b, cages, 8, 2.4, A)
     assert r1.delta[k] == pytest.approx([0.01, 0.0], abs=1e-12)
     P = polarization_from_offcentring(r1.delta[k], 7.12, A)
     assert P[0] == pytest.approx(7.12 * 1.602176634e-19 * 1e-12 / (A * 1e-10) ** 3)
@@ -114,7 +115,7 @@ def test_bulk_ti_is_sixfold():
     """A 3-cell slab: the middle TiO2 plane has full octahedra (CN 6), surfaces CN 5."""
     b = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(interface="SrO-TiO2", bottom_cells=3, top_cells=1,
                                                           interlayer_spacing=5.0))
-    r = b_site_offcentring(b, 22, 8, 2.4)
+    r = b_site_offcentring(b, rigid_cages(b, 22, 8, 2.4, A), 8, 2.4, A)
     plane = b.arrays["plane"]
     ti = b.numbers == 22
     cn_by_plane = {p: set(r.coordination[ti & (plane == p)]) for p in np.unique(plane[ti])}
@@ -122,35 +123,3 @@ def test_bulk_ti_is_sixfold():
     assert min(min(v) for v in cn_by_plane.values()) == 5
 
 
-def test_strain_dataset_contract_and_homogeneous_field(bilayer):
-    """strain.zarr per docs/architecture.md; a homogeneously strained bilayer gives flat fields."""
-    from twistox.strain.atomistic import COMPONENTS, strain_dataset
-    from twistox.core.io import structure_dataset
-
-    cfg = {"planes": "interface", "neighbour_cutoff": 0.85, "bo_cutoff": 2.4, "born_charge": 7.12,
-           "grid_spacing": 0.5, "smoothing_sigma": 1.0, "fourier_order": 6}
-    eps = np.array([[0.004, 0.002], [0.002, -0.001]])
-    b = deformed(bilayer, np.eye(2) + eps)
-    b.info.update(bilayer.info)
-    b.info["supercell_length"] = bilayer.info["supercell_length"]  # grid on the reference cell length
-    ds = strain_dataset(structure_dataset(b), cfg)
-    ib, it = bilayer.info["interface_planes"]
-    assert list(ds["plane"].values) == [ib, it]
-    for v in ("eps_xx", "eps_yy", "eps_xy", "rotation"):
-        assert ds[v].dims == ("plane", "y", "x") and "units" in ds[v].attrs
-    assert ds["ti_offcentering"].dims == ("plane", "y", "x", "xy")
-    assert ds["polarization"].attrs["units"] == "C/m^2"
-    c = ds["fourier_coefficients"]
-    assert c.dims == ("plane", "component", "h", "k") and c.dtype == np.complex128
-    assert list(c["component"].values) == COMPONENTS and list(c["h"].values) == list(range(-6, 7))
-    assert np.allclose(c.values, np.conj(c.values[:, :, ::-1, ::-1]), atol=1e-15)
-    assert np.allclose(ds["eps_xx"], eps[0, 0], atol=1e-9) and np.allclose(ds["eps_xy"], eps[0, 1], atol=1e-9)
-    # the field is constant: only c[0, 0] survives, equal to the strain
-    N = 6
-    assert c.sel(component="eps_yy", h=0, k=0).values == pytest.approx([eps[1, 1]] * 2, abs=1e-9)
-    assert np.abs(np.delete(c.values.reshape(2, 4, -1), N * 13 + N, axis=2)).max() < 1e-9
-    assert ds.attrs["fourier_residual_rms"] < 1e-9
-    # interfacial TiO2 plane (top layer's bottom plane): off-centring 0 everywhere; the SrO plane has none
-    kinds = ds["plane_kind"].values
-    assert np.nanmax(np.abs(ds["ti_offcentering"].values[kinds == 1])) < 1e-9
-    assert np.isnan(ds["ti_offcentering"].values[kinds == 0]).all()

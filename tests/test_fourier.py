@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from twistox.strain.fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid, grid_coords, grid_periodic, grid_size
+from twistox.strain.fourier import dominant_period, fourier_eval, fourier_fit, fourier_grid
+from twistox.strain.gridding import NonFiniteFieldError, grid_complete, grid_coords, grid_periodic, grid_size
 
 L = 17.3
 
@@ -108,3 +109,31 @@ def test_dominant_period():
     pts = np.array([0.1, 3.3, 16.0])
     assert np.allclose(fourier_eval(c, pts, pts[::-1], L),
                        np.cos(2 * np.pi * (pts + pts[::-1]) / L) + 0.2 * np.cos(2 * np.pi * 3 * pts / L))
+
+
+def test_dominant_period_flat_and_stacked_fields():
+    g = grid_coords(L, 32)
+    X, Y = np.meshgrid(g, g)
+    # round-off of an ideal lattice has no period (it used to return a random harmonic)
+    noise = 1e-16 * np.random.default_rng(0).normal(size=(32, 32))
+    assert np.isnan(dominant_period(noise, L, atol=1e-9)[0])
+    assert np.isnan(dominant_period(np.full((32, 32), 7.0), L)[0])
+    # two planes with opposite patterns reinforce (power summed), a cancelling sum would have none
+    f = np.cos(2 * np.pi * 2 * X / L)
+    assert dominant_period(np.stack([f, -f]), L)[0] == pytest.approx(L / 2)
+
+
+def test_nonfinite_field_is_never_fit_silently():
+    """A NaN in a gridded field used to skip its fit and leave zero coefficients (issue 14 item 3)."""
+    f = np.ones((20, 20))
+    f[3, 4] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        fourier_fit(f, 3)
+    # gridding: a kernel too narrow for the atom spacing leaves holes -> one clear error naming the fix
+    xy = _atoms_on_lattice(8, L)
+    with pytest.raises(NonFiniteFieldError, match="smoothing_sigma"):
+        grid_complete(xy, np.ones(len(xy)), L, 40, 0.05, "test field")
+    # atoms with NaN values are left out; where others reach, the grid stays complete
+    v = np.ones(len(xy))
+    v[0] = np.nan
+    assert np.allclose(grid_complete(xy, v, L, 20, 1.5, "test field"), 1.0)

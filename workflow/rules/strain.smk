@@ -1,5 +1,6 @@
-# Stage: per-atom strain / rotation / Ti off-centring from the relaxed bilayer, interface fields
-# gridded on the periodic supercell and fit to a truncated 2D Fourier series (phase-field input).
+# Stage: per-atom strain (crystal and global frame) / rotation / B-site off-centring (rigid cages) from the
+# relaxed bilayer, gridded on every plane of the periodic supercell and fit to a truncated 2D Fourier series
+# (order in moire harmonics; phase-field input); interlayer twist map and network periods.
 
 rule strain:
     input:
@@ -12,6 +13,10 @@ rule strain:
         ),
         fig_fourier=report(
             f"{RESULTS}/{{system}}/{{sample}}/figures/strain_fourier.png",
+            caption="../report/strain.rst", category="5 strain", subcategory="{system} {sample}",
+        ),
+        fig_planes=report(
+            f"{RESULTS}/{{system}}/{{sample}}/figures/strain_planes.png",
             caption="../report/strain.rst", category="5 strain", subcategory="{system} {sample}",
         ),
     log:
