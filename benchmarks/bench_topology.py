@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from twistox.analysis.topology import find_defects, skyrmion_number, winding_map
+from twistox.analysis.defects import find_defects
+from twistox.analysis.topology import skyrmion_number, winding_map
 
 
 def lattice(n, periods=4, seed=0):
@@ -53,7 +54,7 @@ def main():
           f"{'find_defects (ms)':>18} {'defects':>8}")
     for n in a.n:
         x, vx, vy = lattice(n)
-        tw, w = best(lambda: winding_map(vx, vy, rel_threshold=0.0))
+        tw, w = best(lambda: winding_map(vx, vy))
         if n <= a.loop_max:
             tl, wl = best(lambda: winding_loop(vx, vy), 1)
             assert np.array_equal(w, wl), "vectorised and loop winding maps differ"

@@ -8,7 +8,9 @@ On a cell of side L with k = 2π/L, the field s = (sin kx, sin ky) has a source 
   phasefield E_proj = 25 V x (sin kx, -sin ky)  -> antivortices (n = -1) at AA, source/sink at AB
   atomistic  P = 0.01 C/m² x R(-90°) s on the TiO2 interface plane -> CW at (0,0), CCW at (L/2,L/2);
              the SrO interface plane is NaN (no Ti) and must be skipped
-  strain     eps_xy = 0.01 (cos kx + cos ky): |eps_xy| maxima at the AA sites
+  strain     eps_xy = 0.01 (cos kx + cos ky): |eps_xy| maxima at the AA sites; interlayer_twist =
+             θ + 1° (cos kx + cos ky): node (maximum) at (0, 0), domain (minimum) at (L/2, L/2),
+             wall midpoints (saddles) at (L/2, 0), (0, L/2)
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ def write_strain(d: Path, L: float, interface_planes: list[int], n: int = 20) ->
     # plane it (top layer's bottom plane) holds the Ti: R(-90°) s = (sy, -sx)
     pol[1, ..., 0], pol[1, ..., 1] = 0.01 * sy, -0.01 * sx
     eps = 0.01 * (np.cos(k * X) + np.cos(k * Y))
+    twist = 36.87 + (np.cos(k * X) + np.cos(k * Y))
     ds = xr.Dataset({"polarization": (("plane", "y", "x", "xy"), pol, {"units": "C/m²"}),
-                     "eps_xy": (("plane", "y", "x"), np.stack([eps, eps]), {"units": "1"})},
+                     "eps_xy": (("plane", "y", "x"), np.stack([eps, eps]), {"units": "1"}),
+                     "interlayer_twist": (("y", "x"), twist, {"units": "deg"})},
                     coords={"plane": [ib, it], "xy": ["x", "y"], "x": ("x", x, {"units": "Å"}),
                             "y": ("y", x, {"units": "Å"})},
                     attrs={"interface_planes": [ib, it], "supercell_length": L})
@@ -88,7 +92,8 @@ def write_strain(d: Path, L: float, interface_planes: list[int], n: int = 20) ->
 
 
 def write_supercell(d: Path, sample: str, config: dict) -> xr.Dataset:
-    from twistox.core.config import bilayer_spec, resolve_samples
+    from twistox.core.config import resolve_samples
+    from twistox.supercell.stage import bilayer_spec
     from twistox.core.io import structure_dataset
     from twistox.supercell.builder import build_bilayer
 

@@ -11,10 +11,11 @@ import yaml
 from synthetic_artifacts import write_sample
 from twistox.analysis import stage as an
 from twistox.core.config import _check, _schema
-from twistox.analysis.experiment import atomistic_fields, dpc_field, phasefield_field
+from twistox.analysis.sources import VectorField, atomistic_fields, dpc_field, phasefield_field
 from twistox.core.io import read_dataset
 
 SAMPLE = "theta36.87_m3n1"
+KW = (1.0, 1e-3)          # node_harmonics, twist_flat_deg (schema defaults)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +40,19 @@ def _kinds_at(res, L):
     return {(round(dd.x % L, 3) % round(L, 3), round(dd.y % L, 3) % round(L, 3)): dd.kind for dd in res.defects}
 
 
-def test_sources_defects_and_nodes(synthetic):
+def test_sources_defects_and_sites(synthetic):
     d, info = synthetic
     L = info["L"]
     sc, stem, pf, st = (read_dataset(d / f"{n}.zarr") for n in ("supercell", "stem", "phasefield", "strain"))
-    nodes = an.find_nodes(sc, st, "auto", 22)
-    assert nodes.used == "strain"
-    np.testing.assert_allclose(sorted(map(tuple, nodes.strain)), [(0, 0), (L / 2, L / 2)], atol=1e-6)
+    s = an.settings({})
+    sites = an.find_sites(sc, st, "auto", 22, *KW)
+    assert sites.source == "interlayer_twist"
+    # twist = θ + cos kx + cos ky: node (max) (0,0), domain (min) (L/2,L/2), wall midpoints (saddles)
+    np.testing.assert_allclose(sites.node, [[0, 0]], atol=1e-6)
+    np.testing.assert_allclose(sites.domain, [[L / 2, L / 2]], atol=1e-6)
+    assert sorted(map(tuple, np.round(sites.wall_midpoint, 6))) == [(0.0, round(L / 2, 6)), (round(L / 2, 6), 0.0)]
     # the toy Σ5 coincidence sites are (0,0) and (L/2,L/2) - the synthetic lattices are built on them
-    assert sorted(map(tuple, np.round(nodes.coincidence, 6))) == [(0.0, 0.0), (round(L / 2, 6), round(L / 2, 6))]
-    s = an.Settings()
+    assert sorted(map(tuple, np.round(sites.coincidence, 6))) == [(0.0, 0.0), (round(L / 2, 6), round(L / 2, 6))]
     fields = [dpc_field(stem, L, 300e3), phasefield_field(pf, L, 300e3)] + atomistic_fields(st, L)
     assert [f.name for f in fields] == ["dpc", "phasefield", f"atomistic_p{info['interface_planes'][1]}"]
     # dpc: E_proj recovered from the COM (sign!) = 40 V x R(90°)(sin kx, sin ky)
@@ -60,29 +64,93 @@ def test_sources_defects_and_nodes(synthetic):
         "phasefield": {(0.0, 0.0): "antivortex", (h, h): "antivortex", (h, 0.0): "sink", (0.0, h): "source"},
         "atomistic": {(0.0, 0.0): "cw", (h, h): "ccw", (h, 0.0): "antivortex", (0.0, h): "antivortex"},
     }
+    site_of = {(0.0, 0.0): "node", (h, h): "domain", (h, 0.0): "wall_midpoint", (0.0, h): "wall_midpoint"}
+    node_winding = {"dpc": 1, "phasefield": -1, "atomistic": 1}
     for f in fields:
         r = an.analyse_field(f, s)
-        an.match_nodes(r, nodes)
+        an.match_sites(r, sites, s)
         got = _kinds_at(r, L)
         want = {(round(a, 3), round(b, 3)): k for (a, b), k in expect[f.source].items()}
         assert got == want, f.name
-        summ = r.summary(s.match_radius_frac * nodes.moire_period)
+        assert {_kinds_key(dd, L): c for dd, c in zip(r.defects, r.site)} == \
+            {(round(a, 3), round(b, 3)): c for (a, b), c in site_of.items()}
+        summ = r.summary(s["match_radius_frac"] * sites.moire_period)
         assert summ["total_winding"] == 0 and summ["n_vortices"] == summ["n_antivortices"] == 2
-        # defects at the |eps_xy| maxima have node distance 0; the others sit L/2 away
-        at_nodes = [dd for dd, nd in zip(r.defects, r.node_d) if nd < 1e-6]
-        assert len(at_nodes) == 2
-        n_at = {dd.winding for dd in at_nodes}
-        assert n_at == ({-1} if f.source == "phasefield" else {1})
+        assert summ["fraction_node"] == 0.25 and summ["fraction_wall_midpoint"] == 0.5
+        assert summ["n_insignificant"] == 0 and summ["masked_area_A2"] == 0
+        # the winding on a loop around the node: +1 for dpc / atomistic, −1 for the phase field's E_proj
+        assert summ["node_winding_mean"] == node_winding[f.source]
+        at_node = [dd for dd, nd in zip(r.defects, r.node_d) if nd < 1e-6]
+        assert len(at_node) == 1 and at_node[0].winding == node_winding[f.source]
+    # without the twist map: the CSL geometry (node = registry (1/2, 1/2))
+    geo = an.find_sites(sc, st.drop_vars("interlayer_twist"), "auto", 22, *KW)
+    assert geo.source == "coincidence geometry" and "without interlayer_twist" in geo.note
+    np.testing.assert_allclose(sorted(map(tuple, geo.node)), sorted(map(tuple, geo.anticoincidence)))
+    with pytest.raises(ValueError, match="'twist' needs"):
+        an.find_sites(sc, None, "twist", 22, *KW)
+
+
+def test_library_defaults_agree_with_schema():
+    """find_defects' keyword defaults (public API) must equal the schema's; find_sites has none."""
+    import inspect
+
+    from twistox.analysis.defects import find_defects
+
+    s = an.settings({})
+    p = inspect.signature(find_defects).parameters
+    assert p["min_strength"].default == s["min_strength"] and p["min_snr"].default == s["min_snr"]
+    assert s["node_harmonics"] == KW[0] and s["twist_flat_deg"] == KW[1]
+    assert all(v.default is inspect.Parameter.empty for k, v in inspect.signature(an.find_sites).parameters.items())
+
+
+def _kinds_key(dd, L):
+    return (round(dd.x % L, 3) % round(L, 3), round(dd.y % L, 3) % round(L, 3))
+
+
+def test_nonfinite_points_are_masked_and_recorded(synthetic):
+    """NaN/inf points: their plaquettes are masked (never zero-filled), count and area recorded; 'error' stops."""
+    d, info = synthetic
+    L = info["L"]
+    f = dpc_field(read_dataset(d / "stem.zarr"), L, 300e3)
+    f.vx = f.vx.copy()
+    f.vx[10, 20] = np.nan
+    f.vx[3, 3] = np.inf
+    r = an.analyse_field(f, an.settings({}))
+    q = r.summary(1.0)
+    dx = f.x[1] - f.x[0]
+    assert q["n_nonfinite"] == 2 and q["masked_plaquettes"] == 8
+    assert q["masked_area_A2"] == pytest.approx(8 * dx * dx)
+    assert q["n_vortices"] == q["n_antivortices"] == 2        # the defects away from the holes survive
+    with pytest.raises(an.DataError, match="analysis.nonfinite"):
+        an.analyse_field(f, an.settings({"nonfinite": "error"}))
+
+
+def test_rigid_near_zero_field_gives_no_significant_defects(synthetic):
+    """A rigid structure's off-centring (|P| ~ 1e-8 C/m², relative texture as in a relaxed one) is far
+    below the absolute floor: its windings exist but none is significant (old code: 2 + 2 vortices)."""
+    d, info = synthetic
+    L = info["L"]
+    f = atomistic_fields(read_dataset(d / "strain.zarr"), L)[0]
+    tiny = VectorField(f.name, f.source, f.vx * 1e-6, f.vy * 1e-6, f.x, f.y, f.units, True, 1.0, plane=f.plane)
+    s = an.settings({})
+    r = an.analyse_field(tiny, s)
+    q = r.summary(1.0)
+    assert q["n_vortices"] == q["n_antivortices"] == 0 and q["n_insignificant"] == 4
+    assert q["noise_sigma"] == pytest.approx(3e-4) and q["total_winding"] == 0
+    # the same texture at 0.01 C/m² is significant
+    assert an.analyse_field(f, s).summary(1.0)["n_vortices"] == 2
 
 
 def test_network_period_spacings_and_skyrmion(synthetic):
     d, info = synthetic
     stem, pf, st = (read_dataset(d / f"{n}.zarr") for n in ("stem", "phasefield", "strain"))
     per, src = an.network_period(st, [])
-    assert src == "strain eps_xy" and per.value == pytest.approx(info["L"])     # cos kx + cos ky: period L
+    assert src == "strain interlayer_twist" and per.value == pytest.approx(info["L"])   # cos kx + cos ky: period L
+    per, src = an.network_period(st.drop_vars("interlayer_twist"), [])
+    assert src == "strain eps_xy" and per.value == pytest.approx(info["L"])
     sp = an.cross_section_spacings(stem, 8.0)
     assert sp["100"].mean == pytest.approx(12.0, rel=0.02) and sp["100"].n == 4
-    q = an.phasefield_skyrmion(pf, 0.02)
+    q = an.phasefield_skyrmion(pf, 1e-6)
     # P = (0.01 sin kx, -0.01 sin ky, 0.005): two antimerons (core +z) and a source + sink with core +z:
     # Q = 2(-1/2) + 2(+1/2) = 0 on the periodic cell
     np.testing.assert_allclose(q.values, 0.0, atol=1e-9)
@@ -119,7 +187,7 @@ def test_rules_on_synthetic_artifacts_with_experiment(tmp_path, toy_config):
     assert r["dpc_vortices_per_cell"] == pytest.approx(2.0) and r["phasefield_mean_winding"] == pytest.approx(0.0)
     assert r["max_P_atomistic"] == pytest.approx(0.01 * np.sqrt(2), rel=0.05)
     # a sample whose later stages have not run: its columns are NaN, never invented
-    from twistox.report.summary import sample_row
+    from twistox.report.stage import sample_row
 
     other = "theta22.62_m5n1"
     only = tmp_path / "only_supercell" / other
@@ -131,13 +199,25 @@ def test_rules_on_synthetic_artifacts_with_experiment(tmp_path, toy_config):
     assert np.isnan(row["dpc_vortices_per_cell"]) and np.isnan(row["max_P_phasefield"])
     for f in ("analysis_vortices.png", "analysis_periodicity.png"):
         assert (tmp_path / "results" / "STO" / SAMPLE / "figures" / f).stat().st_size > 10_000
+    assert (tmp_path / "results" / "STO" / SAMPLE / "vortices.zarr").is_dir()
+    assert set(v["site"].dropna()) <= {"node", "wall_midpoint", "domain", "other"}
+    assert r["sites_source"] == "interlayer_twist" and r["pf_Eproj_node_winding"] == pytest.approx(-1)
+    assert r["pf_Eproj_node_site_winding"] == pytest.approx(-1) and r["dpc_node_winding"] == pytest.approx(1)
+    assert r["atomistic_node_winding"] == pytest.approx(1) and r["atomistic_node_cw_fraction"] == pytest.approx(1)
+    assert np.isnan(row["pf_P_decay_length_A"]) and np.isnan(row["atomistic_node_winding"])
+    # the legacy artifact name is still read (one release)
+    legacy = tmp_path / "legacy" / SAMPLE
+    shutil.copytree(tmp_path / "results" / "STO" / SAMPLE / "supercell.zarr", legacy / "supercell.zarr")
+    shutil.copytree(tmp_path / "results" / "STO" / SAMPLE / "vortices.zarr", legacy / "dpc.zarr")
+    assert sample_row("STO", SAMPLE, legacy)["dpc_vortices_per_cell"] == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("section, msg", [
     ({"sources": ["dpc", "holography"]}, r"config key 'analysis.sources\[1\]'.*allowed: 'dpc', 'phasefield', 'atomistic'"),
-    ({"nodes": "centre"}, r"config key 'analysis.nodes'.*allowed: 'auto', 'coincidence', 'anticoincidence', 'strain'"),
+    ({"nodes": "strain"}, r"config key 'analysis.nodes'.*allowed: 'auto', 'twist', 'geometry'"),
+    ({"noise_floor": {"atomistic_C_m2": -1}}, r"config key 'analysis.noise_floor.atomistic_C_m2'.*>= 0"),
+    ({"nonfinite": "zero"}, r"config key 'analysis.nonfinite'.*allowed: 'mask', 'error'"),
     ({"smoothing_A": -1}, r"config key 'analysis.smoothing_A'.*>= 0"),
-    ({"experiment": [{"path": "x.npy", "sample": "theta36.87_m3n1"}]}, r"analysis.experiment\[0\]'.*pixel_size"),
     ({"experimnet": []}, r"config key 'analysis'.*unknown key.*allowed keys"),
 ])
 def test_bad_analysis_config_names_key(section, msg):

@@ -1,4 +1,4 @@
-# Stage 8: DPC / vortex winding of every field source of a sample (issue 8).
+# Stage 8: vortex winding of every field source of a sample, classified by network site (issues 8, 13).
 # Sources follow config analysis.sources AND what the workflow can make: a source is used
 # when some included rule produces its artifact (or the file already exists), so the rule
 # runs with whichever upstream stages are present.
@@ -27,8 +27,8 @@ def analysis_inputs(wc):
     for source, (name, art) in _ANALYSIS_ARTIFACTS.items():
         if source in cfg["sources"] and available(f"{d}/{art}"):
             out[name] = f"{d}/{art}"
-    # strain.zarr also locates the network nodes (|eps_xy| maxima)
-    if "strain" not in out and cfg["nodes"] in ("auto", "strain") and available(f"{d}/strain.zarr"):
+    # strain.zarr also locates the network sites (critical points of its interlayer_twist map)
+    if "strain" not in out and cfg["nodes"] in ("auto", "twist") and available(f"{d}/strain.zarr"):
         out["strain"] = f"{d}/strain.zarr"
     for k, (name, e) in enumerate(experiment_entries(cfg["experiment"], wc.system, wc.sample, next(iter(SAMPLES)))):
         out[f"experiment_{k}"] = e["path"]
@@ -39,7 +39,8 @@ rule analysis:
     input:
         unpack(analysis_inputs),
     output:
-        zarr=directory(f"{RESULTS}/{{system}}/{{sample}}/dpc.zarr"),
+        # vortices.zarr (was dpc.zarr until this release; readers accept both)
+        zarr=directory(f"{RESULTS}/{{system}}/{{sample}}/vortices.zarr"),
         csv=f"{RESULTS}/{{system}}/{{sample}}/vortices.csv",
         vortices=report(
             f"{RESULTS}/{{system}}/{{sample}}/figures/analysis_vortices.png",

@@ -9,7 +9,7 @@ def report_inputs(wc):
     out = []
     for system, sample in all_samples():
         d = sample_dir(system, sample)
-        out += [f"{d}/supercell.zarr", f"{d}/dpc.zarr", f"{d}/vortices.csv"]
+        out += [f"{d}/supercell.zarr", f"{d}/vortices.zarr", f"{d}/vortices.csv"]
         out += [f"{d}/{a}" for a in _REPORT_OPTIONAL if available(f"{d}/{a}")]
     return out
 
@@ -21,6 +21,8 @@ rule report:
         csv=report(f"{RESULTS}/report/summary.csv", caption="../report/report_table.rst", category="9 report"),
         overview=report(f"{RESULTS}/report/figures/report_overview.png", caption="../report/report.rst",
                         category="9 report"),
+        claims=report(f"{RESULTS}/report/figures/report_claims.png", caption="../report/report_claims.rst",
+                      category="9 report"),
     params:
         samples=lambda wc: [(s, n, sample_dir(s, n)) for s, n in all_samples()],
     log:

@@ -10,12 +10,15 @@ plaquettes does not exist and maps are ``(ny-1, nx-1)``.
 Winding n = (1/2π) Σ wrap(Δφ) around the plaquette, φ = atan2(v_y, v_x): +1 for a
 vortex (source, sink, CW or CCW alike), −1 for an antivortex. n does not tell CW
 from CCW, so each defect also gets its helicity γ (angle of v against the radial
-direction: 0 source, π sink, +π/2 CCW, −π/2 CW), measured on a ring around the core.
+direction: 0 source, π sink, +π/2 CCW, −π/2 CW), measured on a ring around the core
+(`twistox.analysis.defects`). No threshold on |v| enters a winding number: a vortex core has
+|v| → 0, so a relative |v| cut drops exactly the cores; significance is judged per defect
+against an absolute noise floor (`twistox.analysis.defects`, `twistox.analysis.noise`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -48,38 +51,31 @@ def _check_pair(vx, vy) -> tuple[np.ndarray, np.ndarray]:
     return vx, vy
 
 
-def field_scale(vx: np.ndarray, vy: np.ndarray) -> float:
-    """Robust magnitude scale of a field: the 99th percentile of |v| over finite points."""
-    mag = np.hypot(vx, vy)
-    mag = mag[np.isfinite(mag)]
-    return float(np.percentile(mag, 99)) if mag.size else 0.0
 
 
-def plaquette_mask(vx, vy, rel_threshold: float = 0.02, periodic: bool = True) -> np.ndarray:
-    """True where a plaquette's winding is meaningful.
+class TopologyError(RuntimeError):
+    """A topological invariant that must hold exactly does not (e.g. total winding != 0 on a periodic map)."""
 
-    A plaquette is masked (False) when any corner is NaN or when two or more of its corners
-    have |v| < rel_threshold * field_scale: there the direction is noise. A core sitting on
-    a grid point (|v| = 0 at one corner) is kept, since the other three carry the texture.
+
+def plaquette_mask(vx, vy, periodic: bool = True) -> np.ndarray:
+    """True where a plaquette's winding is defined: all four corners finite (NaN/inf corners mask it).
+
+    There is deliberately no |v| threshold: a vortex core has |v| -> 0 and must be counted.
     """
     vx, vy = _check_pair(vx, vy)
-    mag = np.hypot(vx, vy)
-    finite = np.isfinite(mag)
-    thr = rel_threshold * field_scale(vx, vy)
-    big = np.where(finite, mag, 0.0) >= thr if thr > 0 else finite
-    fc = _corners(finite, periodic)
-    bc = _corners(big, periodic)
-    n_big = bc[0].astype(int) + bc[1] + bc[2] + bc[3]
-    return fc[0] & fc[1] & fc[2] & fc[3] & (n_big >= 3)
+    fc = _corners(np.isfinite(vx) & np.isfinite(vy), periodic)
+    return fc[0] & fc[1] & fc[2] & fc[3]
 
 
-def winding_map(vx, vy, *, periodic: bool = True, rel_threshold: float = 0.02) -> np.ndarray:
+def winding_map(vx, vy, *, periodic: bool = True) -> np.ndarray:
     """Integer winding number of every plaquette of the field (vx, vy) indexed [y, x].
 
-    Returns an int array, shape (ny, nx) if periodic else (ny-1, nx-1); masked
-    plaquettes (see `plaquette_mask`) are 0. On a periodic grid the map sums to 0.
+    Returns an int array, shape (ny, nx) if periodic else (ny-1, nx-1); plaquettes with a
+    non-finite corner are 0 (see `plaquette_mask`). On a periodic grid without such plaquettes
+    the map sums to exactly 0 (Stokes on a torus); otherwise a `TopologyError` is raised.
     """
     vx, vy = _check_pair(vx, vy)
+    ok = plaquette_mask(vx, vy, periodic)
     phi = np.arctan2(np.nan_to_num(vy), np.nan_to_num(vx))
     # Wrapped phase steps are computed once per edge and shared by the two plaquettes on either
     # side, so interior edges cancel exactly (Stokes) even for steps of exactly ±π (e.g. around a
@@ -92,8 +88,11 @@ def winding_map(vx, vy, *, periodic: bool = True, rel_threshold: float = 0.02) -
         ex = _wrap(phi[:, 1:] - phi[:, :-1])
         ey = _wrap(phi[1:, :] - phi[:-1, :])
         total = ex[:-1, :] + ey[:, 1:] - ex[1:, :] - ey[:, :-1]
-    n = np.rint(total / TWO_PI).astype(np.int64)
-    return np.where(plaquette_mask(vx, vy, rel_threshold, periodic), n, 0)
+    n = np.where(ok, np.rint(total / TWO_PI).astype(np.int64), 0)
+    if periodic and ok.all() and n.sum() != 0:
+        raise TopologyError(f"total winding {int(n.sum())} != 0 on a periodic field of shape {vx.shape}: "
+                            "the map is inconsistent (please report this field)")
+    return n
 
 
 def smooth_field(vx, vy, sigma_px: float, periodic: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -103,25 +102,6 @@ def smooth_field(vx, vy, sigma_px: float, periodic: bool = True) -> tuple[np.nda
     mode = "wrap" if periodic else "nearest"
     return (ndimage.gaussian_filter(np.asarray(vx, float), sigma_px, mode=mode),
             ndimage.gaussian_filter(np.asarray(vy, float), sigma_px, mode=mode))
-
-
-# --------------------------------------------------------------------------- defects
-
-@dataclass
-class Defect:
-    """One topological defect of a 2D field. Positions in Å, angles in rad."""
-
-    x: float
-    y: float
-    winding: int
-    helicity: float      # rad; vortex: angle of v against r̂ (0 source, π sink, ±π/2 CCW/CW); antivortex: phase offset
-    circulation: str     # "ccw", "cw" or "none" (sources, sinks, antivortices)
-    kind: str            # "ccw", "cw", "source", "sink", "antivortex", "higher-order"
-    strength: float      # |mean of v·r̂ + i v·t̂| / mean |v| on the ring: 1 = ideal texture, ~0 = not a clean vortex
-    n_plaquettes: int    # plaquettes with n != 0 merged into this defect
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -170,157 +150,73 @@ class Grid:
         return dxy - box * np.round(dxy / box)
 
 
-def _clusters(wmap: np.ndarray, periodic: bool) -> tuple[np.ndarray, int]:
-    """Label 8-connected clusters of nonzero plaquettes, joining labels across periodic edges."""
-    labels, count = ndimage.label(wmap != 0, structure=np.ones((3, 3), int))
-    if not periodic or count == 0:
-        return labels, count
-    parent = list(range(count + 1))
 
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
+@dataclass
+class Loop:
+    """The field on a closed CCW circle around a point: winding n, helicity γ (rad; atan2(⟨v·t̂⟩, ⟨v·r̂⟩),
+    0 source, π sink, +π/2 CCW, −π/2 CW for n = +1), circulation ⟨v·t̂⟩/⟨|v|⟩ (−1..1, > 0 CCW seen
+    from +z) and the mean and minimum |v| on the circle (field units)."""
 
-    ny, nx = labels.shape
-    # Pairs of neighbouring cells across the x and y seams (8-connectivity).
-    for i in range(ny):
-        for di in (-1, 0, 1):
-            a, b = labels[i, nx - 1], labels[(i + di) % ny, 0]
-            if a and b:
-                parent[find(a)] = find(b)
-    for j in range(nx):
-        for dj in (-1, 0, 1):
-            a, b = labels[ny - 1, j], labels[0, (j + dj) % nx]
-            if a and b:
-                parent[find(a)] = find(b)
-    roots = np.array([find(k) for k in range(count + 1)])
-    uniq, new = np.unique(roots[labels], return_inverse=True)
-    new = new.reshape(labels.shape)
-    # keep 0 as background
-    if uniq[0] != 0:
-        new = new + 1
-    return new, int(len(uniq) - (1 if uniq[0] == 0 else 0))
+    winding: int
+    helicity: float
+    circulation: float
+    mean_magnitude: float
+    min_magnitude: float
 
 
-def _circular_mean(points: np.ndarray, weights: np.ndarray, grid: Grid) -> np.ndarray:
-    """Weighted mean position of points (k, 2), respecting periodicity via the first point."""
-    d = grid.delta(points - points[0])
-    c = points[0] + (weights[:, None] * d).sum(0) / weights.sum()
-    if grid.periodic:
-        # wrap into the cell [x0 - dx/2, x0 - dx/2 + Lx): [0, L) for a cell-centred grid
-        ox, oy = grid.x0 - 0.5 * grid.dx, grid.y0 - 0.5 * grid.dy
-        c = np.array([ox + (c[0] - ox) % grid.lx, oy + (c[1] - oy) % grid.ly])
-    return c
+def loop_winding(vx, vy, grid: Grid, centre, radius: float, n_points: int = 96) -> Loop:
+    """Winding of v along a circle of `radius` (Å) around `centre` (x, y; Å), traversed counter-clockwise.
 
-
-def _classify(winding: int, helicity: float, strength: float, min_strength: float) -> tuple[str, str]:
-    if winding == 1:
-        # Within 45° of ±π/2 the texture curls; otherwise it is source- or sink-like.
-        if strength < min_strength:
-            return "none", "vortex"
-        if abs(np.sin(helicity)) > np.sin(np.pi / 4):
-            return ("ccw", "ccw") if np.sin(helicity) > 0 else ("cw", "cw")
-        return "none", "source" if np.cos(helicity) > 0 else "sink"
-    if winding == -1:
-        return "none", "antivortex"
-    return "none", "higher-order"
-
-
-def ring_helicity(vx, vy, grid: Grid, centre: np.ndarray, winding: int, r_in: float, r_out: float
-                  ) -> tuple[float, float]:
-    """Helicity γ (rad, in (-π, π]) and strength of a defect from grid points with r_in <= r <= r_out (Å).
-
-    Vortex (n = +1): v·r̂ and v·t̂ (t̂ = ẑ × r̂) averaged on the ring; γ = atan2(⟨v·t̂⟩, ⟨v·r̂⟩).
-    Antivortex (n = -1): φ = -θ + γ, so γ = arg ⟨v̂ e^{iθ}⟩. Strength = |⟨...⟩| / ⟨|v|⟩ (1 for an ideal texture).
-    """
-    X = grid.x0 + np.arange(grid.nx) * grid.dx
-    Y = grid.y0 + np.arange(grid.ny) * grid.dy
-    d = grid.delta(np.stack(np.broadcast_arrays(X[None, :] - centre[0], Y[:, None] - centre[1]), axis=-1))
-    r = np.hypot(d[..., 0], d[..., 1])
-    sel = (r >= r_in) & (r <= r_out) & np.isfinite(vx) & np.isfinite(vy)
-    if sel.sum() < 4:
-        return float("nan"), float("nan")
-    theta = np.arctan2(d[..., 1], d[..., 0])[sel]
-    z = (vx + 1j * vy)[sel]
-    norm = np.abs(z).sum()
-    if norm == 0:
-        return float("nan"), 0.0
-    if winding == -1:
-        s = (z * np.exp(1j * theta)).sum() / norm
-    else:
-        s = (z * np.exp(-1j * theta)).sum() / norm   # = ⟨v·r̂⟩ + i⟨v·t̂⟩ weighted
-    return float(np.angle(s)), float(np.abs(s))
-
-
-def find_defects(vx, vy, x, y, *, periodic: bool = True, rel_threshold: float = 0.02, smoothing_px: float = 0.0,
-                 merge_radius: float | None = None, ring_radius: float | None = None,
-                 min_strength: float = 0.2) -> tuple[list[Defect], np.ndarray]:
-    """Vortex / antivortex defects of a 2D field indexed [y, x] on coords x, y (Å).
-
-    Steps: optional Gaussian smoothing (sigma = smoothing_px grid points); plaquette
-    winding map; 8-connected clusters of n != 0 (periodic seams joined), clusters
-    closer than merge_radius (Å; default 1.5 grid spacings) merged; clusters with net
-    n = 0 (noise pairs) dropped; position = |n|-weighted mean of plaquette centres;
-    helicity on a ring r in [ring_radius/2, ring_radius] (default: 3 grid spacings,
-    at most 0.4 x the distance to the nearest other defect).
-    Returns (defects, winding map).
+    The field is interpolated bilinearly (wrapping on a periodic grid; an open grid gives NaNs outside).
+    Steps between neighbouring points are far below π for a circle of many points, so n is exact
+    as long as |v| does not vanish on the circle.
     """
     vx, vy = _check_pair(vx, vy)
-    grid = Grid.from_coords(x, y, periodic)
-    if vx.shape != (grid.ny, grid.nx):
-        raise ValueError(f"field shape {vx.shape} does not match coords (y {grid.ny}, x {grid.nx})")
-    sx, sy = smooth_field(np.nan_to_num(vx), np.nan_to_num(vy), smoothing_px, periodic)
-    sx = np.where(np.isfinite(vx), sx, np.nan)
-    sy = np.where(np.isfinite(vy), sy, np.nan)
-    wmap = winding_map(sx, sy, periodic=periodic, rel_threshold=rel_threshold)
-    labels, count = _clusters(wmap, periodic)
-    pxc, pyc = grid.plaquette_centres()
-    h = min(grid.dx, grid.dy)
-    merge = 1.5 * max(grid.dx, grid.dy) if merge_radius is None else merge_radius
-    clusters = []
-    for k in range(1, count + 1):
-        ii, jj = np.nonzero(labels == k)
-        w = wmap[ii, jj]
-        pts = np.stack([pxc[jj], pyc[ii]], axis=1)
-        clusters.append({"pts": pts, "w": w})
-    # Greedy merge of clusters whose closest plaquettes lie within `merge`.
-    merged = True
-    while merged and len(clusters) > 1:
-        merged = False
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                pa, pb = clusters[a]["pts"], clusters[b]["pts"]
-                d = grid.delta(pa[:, None, :] - pb[None, :, :])
-                if np.hypot(d[..., 0], d[..., 1]).min() <= merge:
-                    clusters[a] = {"pts": np.vstack([pa, pb]), "w": np.concatenate([clusters[a]["w"], clusters[b]["w"]])}
-                    del clusters[b]
-                    merged = True
-                    break
-            if merged:
-                break
-    cores = []
-    for c in clusters:
-        n = int(c["w"].sum())
-        if n == 0:
-            continue
-        wts = np.abs(c["w"]).astype(float)
-        cores.append((_circular_mean(c["pts"], wts, grid), n, len(c["w"])))
-    defects = []
-    centres = np.array([c[0] for c in cores]) if cores else np.zeros((0, 2))
-    for idx, (pos, n, npl) in enumerate(cores):
-        r_out = 3.0 * h if ring_radius is None else ring_radius
-        if len(cores) > 1:
-            d = grid.delta(centres - pos)
-            dist = np.hypot(d[:, 0], d[:, 1])
-            dist[idx] = np.inf
-            r_out = min(r_out, 0.4 * dist.min())
-        r_out = max(r_out, 1.5 * h)
-        gam, strength = ring_helicity(sx, sy, grid, pos, n, 0.5 * r_out, r_out)
-        circ, kind = _classify(n, gam, strength, min_strength)
-        defects.append(Defect(float(pos[0]), float(pos[1]), n, gam, circ, kind, strength, npl))
-    return defects, wmap
+    t = np.arange(n_points) * TWO_PI / n_points
+    px = centre[0] + radius * np.cos(t)
+    py = centre[1] + radius * np.sin(t)
+    rows, cols = (py - grid.y0) / grid.dy, (px - grid.x0) / grid.dx
+    mode = "grid-wrap" if grid.periodic else "constant"
+    ux = ndimage.map_coordinates(np.nan_to_num(vx), [rows, cols], order=1, mode=mode, cval=np.nan)
+    uy = ndimage.map_coordinates(np.nan_to_num(vy), [rows, cols], order=1, mode=mode, cval=np.nan)
+    bad = ndimage.map_coordinates((~(np.isfinite(vx) & np.isfinite(vy))).astype(float), [rows, cols], order=1,
+                                  mode=mode, cval=1.0)
+    if (bad > 0).any() or not np.isfinite(ux).all():
+        return Loop(0, float("nan"), float("nan"), float("nan"), float("nan"))
+    phi = np.arctan2(uy, ux)
+    n = int(np.rint(_wrap(np.roll(phi, -1) - phi).sum() / TWO_PI))
+    z = (ux + 1j * uy) * np.exp(-1j * t)             # = v·r̂ + i v·t̂
+    mag = np.abs(z)
+    norm = mag.sum()
+    if norm == 0:
+        return Loop(n, float("nan"), float("nan"), 0.0, 0.0)
+    return Loop(n, float(np.angle(z.sum())), float(z.imag.sum() / norm), float(mag.mean()), float(mag.min()))
+
+
+def node_distances(defects, nodes: np.ndarray, box: tuple[float, float] | None) -> np.ndarray:
+    """Distance (Å) from each defect (objects with .x, .y) to its nearest node (minimum image in a periodic
+    box (Lx, Ly))."""
+    nodes = np.asarray(nodes, float).reshape(-1, 2)
+    if not len(defects) or nodes.size == 0:
+        return np.full(len(defects), np.nan)
+    p = np.array([[d.x, d.y] for d in defects])
+    diff = p[:, None, :] - nodes[None, :, :]
+    if box is not None:
+        b = np.asarray(box, float)
+        diff = diff - b * np.round(diff / b)
+    return np.hypot(diff[..., 0], diff[..., 1]).min(axis=1)
+
+
+_MOVED = ("Defect", "find_defects", "ring_helicity")
+
+
+def __getattr__(name: str):
+    """Defect search moved to twistox.analysis.defects; kept importable from here (public API)."""
+    if name in _MOVED:
+        from twistox.analysis import defects
+
+        return getattr(defects, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- skyrmion number
@@ -342,15 +238,16 @@ def _solid_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return 2.0 * np.arctan2(num, den)
 
 
-def skyrmion_density(px, py, pz, *, periodic: bool = True, rel_threshold: float = 0.02) -> np.ndarray:
+def skyrmion_density(px, py, pz, *, periodic: bool = True, floor: float = 0.0) -> np.ndarray:
     """Topological charge per plaquette, q = (Ω₁ + Ω₂)/4π for the two triangles of each plaquette.
 
     Triangles (i,j),(i,j+1),(i+1,j+1) and (i,j),(i+1,j+1),(i+1,j) are both counter-clockwise
     in (x, y), so Σq approximates Q = (1/4π)∫ û·(∂ₓû × ∂ᵧû) dA (+1 for û = (2x, 2y, 1−r²)/(1+r²)).
-    Plaquettes with a corner |P| < rel_threshold * max|P| (or NaN) are masked to 0.
+    Plaquettes with a corner |P| < floor (absolute, units of P: the direction û is undefined there) or
+    a non-finite corner are masked to 0.
     """
     u, mag = _unit(px, py, pz)
-    ok = np.isfinite(mag) & (mag >= rel_threshold * np.nanmax(mag))
+    ok = np.isfinite(mag) & (np.nan_to_num(mag) >= floor) & (np.nan_to_num(mag) > 0)
     u = np.where(ok[..., None], u, 0.0)
     if periodic:
         u01 = np.roll(u, -1, axis=1)
@@ -363,24 +260,11 @@ def skyrmion_density(px, py, pz, *, periodic: bool = True, rel_threshold: float 
     return np.where(oc[0] & oc[1] & oc[2] & oc[3], q, 0.0)
 
 
-def skyrmion_number(px, py, pz, *, periodic: bool = True, rel_threshold: float = 0.02,
+def skyrmion_number(px, py, pz, *, periodic: bool = True, floor: float = 0.0,
                     region: np.ndarray | None = None) -> float:
     """Skyrmion number Q = Σ q over plaquettes (Berg–Lüscher; integer on a periodic grid without masked
     plaquettes). ``region``: optional boolean plaquette mask to sum a part (e.g. one meron: ±1/2)."""
-    q = skyrmion_density(px, py, pz, periodic=periodic, rel_threshold=rel_threshold)
+    q = skyrmion_density(px, py, pz, periodic=periodic, floor=floor)
     if region is not None:
         q = np.where(region, q, 0.0)
     return float(q.sum())
-
-
-def node_distances(defects: list[Defect], nodes: np.ndarray, box: tuple[float, float] | None) -> np.ndarray:
-    """Distance (Å) from each defect to its nearest node (minimum image in a periodic box (Lx, Ly))."""
-    nodes = np.asarray(nodes, float).reshape(-1, 2)
-    if not defects or nodes.size == 0:
-        return np.full(len(defects), np.nan)
-    p = np.array([[d.x, d.y] for d in defects])
-    diff = p[:, None, :] - nodes[None, :, :]
-    if box is not None:
-        b = np.asarray(box, float)
-        diff = diff - b * np.round(diff / b)
-    return np.hypot(diff[..., 0], diff[..., 1]).min(axis=1)

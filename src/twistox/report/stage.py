@@ -1,6 +1,7 @@
-"""The cross-angle report: one summary row per sample from whatever artifacts exist, and overview figures.
+"""The report stage: one summary row per sample from whatever artifacts exist (what scripts/report.py calls).
 
-A column whose stage has not produced its artifact is NaN, never estimated.
+A column whose stage has not produced its artifact is NaN, never estimated. The analysis artifact is
+vortices.zarr; dpc.zarr (its name until this release) is still read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ import pandas as pd
 from twistox.core.io import read_dataset
 
 SOURCES = ("dpc", "phasefield", "atomistic", "experiment")
+# continuum-claims numbers (vortices.zarr attrs "claims"; twistox.analysis.stage.sample_claims)
+CLAIMS = ("pf_max_P_C_m2", "pf_P_decay_length_A", "pf_P_node_winding_mean", "pf_P_node_curl_fraction",
+          "pf_alternate_fraction", "pf_reverse_fraction", "pf_Eproj_node_winding", "pf_Eproj_node_site_winding",
+          "atomistic_node_winding", "atomistic_node_cw_fraction", "atomistic_cw_fraction", "dpc_node_winding")
+
+
+def analysis_artifact(sample_dir: str | Path) -> Path | None:
+    """The sample's analysis artifact: vortices.zarr, else the legacy dpc.zarr (one release), else None."""
+    for name in ("vortices.zarr", "dpc.zarr"):
+        if (Path(sample_dir) / name).exists():
+            return Path(sample_dir) / name
+    return None
 
 
 def _max_norm(da, comp_dim: str) -> float:
@@ -24,7 +37,8 @@ def _max_norm(da, comp_dim: str) -> float:
 
 def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
     """Summary of one sample: geometry (supercell.zarr), |P| maxima (phasefield.zarr, strain.zarr),
-    network period, cross-section spacings and vortex statistics per source (dpc.zarr)."""
+    network period, cross-section spacings, vortex statistics per source and the continuum-claims numbers
+    (vortices.zarr, or a legacy dpc.zarr)."""
     d = Path(sample_dir)
     row: dict = {"system": system, "sample": sample}
     sc = read_dataset(d / "supercell.zarr")
@@ -51,12 +65,16 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
               "cross_section_100_spacing_std_A", "cross_section_110_spacing_A", "cross_section_110_spacing_std_A"):
         row[k] = np.nan
     row["network_period_source"] = ""
+    row["sites_source"] = ""
     for s in SOURCES:
         for k in ("vortices_per_cell", "antivortices_per_cell", "mean_winding", "n_cw", "n_ccw",
-                  "node_distance_mean_A"):
+                  "node_distance_mean_A", "n_insignificant", "masked_area_A2", "fraction_node"):
             row[f"{s}_{k}"] = np.nan
-    if (d / "dpc.zarr").exists():
-        ds = read_dataset(d / "dpc.zarr")
+    for k in CLAIMS:
+        row[k] = np.nan
+    art = analysis_artifact(d)
+    if art is not None:
+        ds = read_dataset(art)
         a = ds.attrs
         row["network_period_A"] = a.get("network_period", np.nan)
         row["network_period_err_A"] = a.get("network_period_uncertainty", np.nan)
@@ -64,6 +82,11 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
         for key in ("100", "110"):
             row[f"cross_section_{key}_spacing_A"] = a.get(f"cross_section_{key}_spacing", np.nan)
             row[f"cross_section_{key}_spacing_std_A"] = a.get(f"cross_section_{key}_spacing_std", np.nan)
+        row["sites_source"] = a.get("sites_source", a.get("nodes_used", ""))
+        claims = json.loads(a.get("claims", "{}"))
+        for k in CLAIMS:
+            v = claims.get(k)
+            row[k] = float(v) if v is not None else np.nan
         summ = json.loads(a.get("summary", "{}"))
         for s in SOURCES:
             parts = [v for v in summ.values() if v["source"] == s]
@@ -77,8 +100,13 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
             row[f"{s}_antivortices_per_cell"] = na / cells if cells else np.nan
             row[f"{s}_mean_winding"] = (nv - na) / (nv + na) if nv + na else np.nan
             row[f"{s}_n_cw"] = sum(p["n_cw"] for p in parts)
+            row[f"{s}_n_insignificant"] = sum(p.get("n_insignificant", 0) for p in parts)
+            row[f"{s}_masked_area_A2"] = sum(p.get("masked_area_A2", 0.0) or 0.0 for p in parts)
+            fr = [p.get("fraction_node") for p in parts if p.get("fraction_node") is not None]
+            row[f"{s}_fraction_node"] = float(np.nanmean(fr)) if fr else np.nan
             row[f"{s}_n_ccw"] = sum(p["n_ccw"] for p in parts)
-            nd = [p["node_distance_mean"] for p in parts if np.isfinite(p["node_distance_mean"])]
+            nd = [p["node_distance_mean"] for p in parts if p["node_distance_mean"] is not None
+                  and np.isfinite(p["node_distance_mean"])]
             row[f"{s}_node_distance_mean_A"] = float(np.mean(nd)) if nd else np.nan
     return row
 
@@ -89,43 +117,9 @@ def summary_table(samples: list[tuple[str, str, str | Path]]) -> pd.DataFrame:
     return df.sort_values(["system", "theta_deg"]).reset_index(drop=True) if len(df) else df
 
 
-def overview_figure(df: pd.DataFrame):
-    """Three panels across angles: measured network period vs geometric λ; max |P| per source;
-    vortices / antivortices per supercell per source."""
-    import matplotlib.pyplot as plt
+def run(samples: list[tuple[str, str, str | Path]]):
+    """Summary table and figures of all samples: (DataFrame, {output name: figure})."""
+    from twistox.report import figures
 
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.9))
-    th = df["theta_deg"].to_numpy(float)
-    ax[0].plot(th, df["moire_period_A"], "k--o", label="geometric λ = a / 2 sin(θ/2)")
-    ax[0].plot(th, df["network_period_A"], "rs", ms=8, mfc="none", label="measured network period")
-    for key, mk in (("100", "^"), ("110", "v")):
-        col = f"cross_section_{key}_spacing_A"
-        if df[col].notna().any():
-            ax[0].errorbar(th, df[col], yerr=df[f"cross_section_{key}_spacing_std_A"], fmt=mk, capsize=3,
-                           label=f"cross-section [{key}] spacing")
-    ax[0].set_xlabel("twist θ (°)")
-    ax[0].set_ylabel("period (Å)")
-    ax[0].legend(fontsize=7)
-    for col, lab, mk in (("max_P_phasefield", "phase field", "o"), ("max_P_atomistic", "atomistic (Ti off-centring)", "s")):
-        if df[col].notna().any():
-            ax[1].plot(th, df[col], mk + "-", label=lab)
-    ax[1].set_xlabel("twist θ (°)")
-    ax[1].set_ylabel("max |P| (C/m²)")
-    if ax[1].lines:
-        ax[1].legend(fontsize=7)
-    else:
-        ax[1].text(0.5, 0.5, "no polarisation artifacts yet", ha="center", va="center", transform=ax[1].transAxes)
-    w = 0.8 / len(SOURCES)
-    xs = np.arange(len(df))
-    for i, s in enumerate(SOURCES):
-        v, a = df[f"{s}_vortices_per_cell"].to_numpy(float), df[f"{s}_antivortices_per_cell"].to_numpy(float)
-        if np.isfinite(v).any():
-            ax[2].bar(xs + i * w - 0.4 + w / 2, np.nan_to_num(v), w, label=f"{s} vortices (n=+1)", color=f"C{i}")
-            ax[2].bar(xs + i * w - 0.4 + w / 2, -np.nan_to_num(a), w, color=f"C{i}", alpha=0.45, hatch="//")
-    ax[2].axhline(0, color="k", lw=0.8)
-    ax[2].set_xticks(xs, [f"{t:.2f}°" for t in th])
-    ax[2].set_ylabel("per supercell: vortices (up) / antivortices (down)")
-    if ax[2].patches:
-        ax[2].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    df = summary_table(samples)
+    return df, {"overview": figures.overview_figure(df), "claims": figures.claims_figure(df)}

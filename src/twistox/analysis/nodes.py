@@ -1,0 +1,194 @@
+"""Network sites of a twisted bilayer: dislocation nodes, wall midpoints and AA domains.
+
+From the local interlayer twist map θ_loc(x, y) = θ + ω_top − ω_bottom (strain.zarr
+``interlayer_twist``, (y, x); deg): relaxation untwists the low-energy (AA, bulk-registry) domains
+(θ_loc → 0, minima) and concentrates the twist at the screw-dislocation nodes (maxima); the walls
+join nodes through saddles at their midpoints. The sites are the critical points of the map,
+low-passed to |G| <= `harmonics` · 2π/λ (default 1: the fundamental, which fixes the sites of a square
+network and cannot ripple in the flat domains; extrema on the wrong side of the mean are dropped), found as the defects of ∇θ_loc (index +1: extrema,
+−1: saddles; on the torus #max − #saddle + #min = 0) and refined by Newton steps on the
+trigonometric polynomial. Without a twist map (or a flat one: the rigid structure), the CSL
+coincidence geometry is used: registry (0, 0) of the two B-site lattices = AA domain centre,
+(½, ½) = node, (½, 0) and (0, ½) = wall midpoints (assumes the bulk registry is the low-energy
+stacking, as for a bonded homo-interface).
+
+Positions (k, 2) in Å in the cell [0, L)², x = column direction, y = row direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from twistox.analysis import periodicity as per
+from twistox.analysis.defects import find_defects
+
+CLASSES = ("node", "wall_midpoint", "domain")
+
+
+@dataclass
+class Sites:
+    """Classified network sites (k, 2; Å) and the geometric moiré sites, with where they came from."""
+
+    node: np.ndarray
+    wall_midpoint: np.ndarray
+    domain: np.ndarray
+    coincidence: np.ndarray
+    anticoincidence: np.ndarray
+    source: str                    # "interlayer_twist" or "coincidence geometry"
+    L: float
+    moire_period: float
+    note: str = ""
+    twist: np.ndarray | None = None            # low-passed twist map [y, x] (deg) when used
+    x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def of(self, cls: str) -> np.ndarray:
+        return getattr(self, cls)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int(len(self.of(c))) for c in CLASSES}
+
+    def classify(self, points: np.ndarray, radius: float) -> tuple[list[str], np.ndarray]:
+        """Site class of each point (k, 2; Å): the class of the nearest site (minimum image) if within
+        `radius` (Å), else 'other'; and the distance to that site (Å)."""
+        points = np.asarray(points, float).reshape(-1, 2)
+        best = np.full(len(points), np.inf)
+        cls = ["other"] * len(points)
+        for c in CLASSES:
+            s = self.of(c)
+            if not len(s) or not len(points):
+                continue
+            d = points[:, None, :] - s[None, :, :]
+            d -= self.L * np.round(d / self.L)
+            dist = np.hypot(d[..., 0], d[..., 1]).min(axis=1)
+            for i in np.flatnonzero(dist < best):
+                best[i] = dist[i]
+                cls[i] = c if dist[i] <= radius else "other"
+        return cls, best
+
+
+def geometric_sites(supercell: xr.Dataset, b_number: int) -> dict[str, np.ndarray]:
+    """Moiré sites of the rigid CSL from the two B-site lattices: registry (0,0), (½,½), (½,0) ∪ (0,½)."""
+    L = float(supercell.attrs["supercell_length"])
+    a = float(supercell.attrs["a"])
+    pos, num, lay = supercell["positions"].values, supercell["numbers"].values, supercell["layer"].values
+    origins = []
+    for k in (0, 1):
+        sel = (num == b_number) & (lay == k)
+        if not sel.any():
+            raise ValueError(f"supercell has no B-site atoms (Z={b_number}) in layer {k}")
+        origins.append(pos[sel][0])
+    ang = supercell.attrs["layer_angles_deg"]
+    walls = np.vstack([per.moire_sites(a, ang, origins, L, shift=(0.5, 0.0)),
+                       per.moire_sites(a, ang, origins, L, shift=(0.0, 0.5))])
+    return {"domain": per.moire_sites(a, ang, origins, L), "node": per.moire_sites(a, ang, origins, L, (0.5, 0.5)),
+            "wall_midpoint": walls}
+
+
+def _wrap_cell(p: np.ndarray, L: float) -> np.ndarray:
+    p = p % L
+    return np.where(p > L * (1 - 1e-9), p - L, p)        # round-off: L - eps is the site at 0
+
+
+class _TrigPoly:
+    """f(r) = Σ c_G exp(i G·(r − r0)) over a few wavevectors: exact value, gradient and Hessian anywhere."""
+
+    def __init__(self, G: np.ndarray, c: np.ndarray, r0: np.ndarray):
+        self.G, self.c, self.r0 = G, c, r0
+
+    def value(self, r: np.ndarray) -> float:
+        return float(np.real((self.c * np.exp(1j * (self.G @ (r - self.r0)))).sum()))
+
+    def grad_hess(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e = self.c * np.exp(1j * (self.G @ (r - self.r0)))
+        g = np.real(1j * (self.G * e[:, None]).sum(0))
+        hmat = -np.real(np.einsum("ki,kj,k->ij", self.G, self.G, e))
+        return g, hmat
+
+
+def twist_sites(twist: np.ndarray, x: np.ndarray, y: np.ndarray, L: float, moire_period: float,
+                harmonics: float, flat_deg: float) -> tuple[dict[str, np.ndarray] | None, np.ndarray, str]:
+    """Critical points of a periodic twist map [y, x] (deg) on a cell-centred grid of side L (Å).
+
+    Low-pass: Fourier components with |G| <= harmonics · 2π/λ. Returns (sites by class or None when
+    the filtered map varies by less than flat_deg, filtered map, note).
+    """
+    f = np.asarray(twist, float)
+    note = ""
+    bad = ~np.isfinite(f)
+    if bad.all():
+        return None, f, "interlayer_twist is entirely non-finite"
+    if bad.any():
+        note = f"{int(bad.sum())} non-finite twist points set to the map mean before filtering; "
+        f = np.where(bad, np.nanmean(f), f)
+    ny, nx = f.shape
+    F = np.fft.fft2(f) / f.size
+    H, K = np.meshgrid(np.fft.fftfreq(nx, 1.0 / nx), np.fft.fftfreq(ny, 1.0 / ny))
+    # 2 % slack: the requested moiré period (rounded angle) may differ slightly from the CSL one
+    keep = (np.hypot(H, K) <= harmonics * L / moire_period * 1.02) & ((H != 0) | (K != 0))
+    Fk = np.where(keep, F, 0.0)
+    Gx, Gy = 2 * np.pi * H / L, 2 * np.pi * K / L
+    filt = np.real(np.fft.ifft2(Fk * f.size)) + np.real(F[0, 0])
+    if np.ptp(filt) < flat_deg:
+        return None, filt, note + f"twist map flat (peak-to-peak {np.ptp(filt):.2e} deg < {flat_deg} deg)"
+    gx = np.real(np.fft.ifft2(1j * Gx * Fk * f.size))
+    gy = np.real(np.fft.ifft2(1j * Gy * Fk * f.size))
+    crit, _ = find_defects(gx, gy, x, y, periodic=True, merge_radius=0.1 * moire_period)
+    poly = _TrigPoly(np.stack([Gx[keep], Gy[keep]], 1), Fk[keep], np.array([x[0], y[0]]))
+    out: dict[str, list] = {c: [] for c in CLASSES}
+    for c in crit:
+        r = np.array([c.x, c.y])
+        for _ in range(8):                                   # Newton on grad f = 0
+            g, hm = poly.grad_hess(r)
+            try:
+                step = np.linalg.solve(hm, g)
+            except np.linalg.LinAlgError:
+                break
+            if np.hypot(*step) > 0.1 * moire_period:
+                break
+            r = r - step
+        _, hm = poly.grad_hess(r)
+        ev = np.linalg.eigvalsh(hm)
+        above = poly.value(r) > 0                       # relative to the map mean (c_0 is not in the sum)
+        if c.winding == -1:
+            out["wall_midpoint"].append(r % L)
+        elif c.winding == 1 and ev.max() < 0 and above:
+            out["node"].append(r % L)
+        elif c.winding == 1 and ev.min() > 0 and not above:
+            out["domain"].append(r % L)
+        # else: a ripple extremum of a truncated sharp map (max below / min above the mean): no site
+    sites = {k: _wrap_cell(np.array(v).reshape(-1, 2), L) for k, v in out.items()}
+    return sites, filt, note
+
+
+def find_sites(supercell: xr.Dataset, strain: xr.Dataset | None, mode: str, b_number: int,
+               harmonics: float, flat_deg: float) -> Sites:
+    """Network sites of a sample. mode: 'auto' (twist map when strain.zarr has a non-flat
+    `interlayer_twist`, else coincidence geometry), 'twist' (requires it) or 'geometry'; harmonics and
+    flat_deg: config analysis.node_harmonics, analysis.twist_flat_deg (defaults in the schema)."""
+    if mode not in ("auto", "twist", "geometry"):
+        raise ValueError(f"analysis.nodes = {mode!r}; allowed: auto, twist, geometry")
+    L = float(supercell.attrs["supercell_length"])
+    lam = float(supercell.attrs["moire_period"])
+    geo = geometric_sites(supercell, b_number)
+    base = dict(coincidence=geo["domain"], anticoincidence=geo["node"], L=L, moire_period=lam)
+    note = ""
+    if mode != "geometry":
+        if strain is not None and "interlayer_twist" in strain:
+            tw = strain["interlayer_twist"].transpose("y", "x")
+            sites, filt, note = twist_sites(tw.values, tw["x"].values, tw["y"].values, L, lam, harmonics, flat_deg)
+            if sites is not None:
+                expected = int(round((L / lam) ** 2))          # moiré cells per supercell: one node each
+                if len(sites["node"]) != expected:
+                    note += f"{len(sites['node'])} nodes found where (L/λ)² = {expected}; "
+                return Sites(**sites, **base, source="interlayer_twist", note=note.rstrip("; "), twist=filt,
+                             x=tw["x"].values, y=tw["y"].values)
+        else:
+            note = "strain.zarr without interlayer_twist" if strain is not None else "no strain.zarr"
+        if mode == "twist":
+            raise ValueError(f"analysis.nodes = 'twist' needs a non-flat interlayer_twist map in strain.zarr ({note})")
+    return Sites(node=geo["node"], wall_midpoint=geo["wall_midpoint"], domain=geo["domain"], **base,
+                 source="coincidence geometry", note=note.rstrip("; "))
