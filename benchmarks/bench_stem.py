@@ -19,16 +19,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from twistox.stem import simulate as stem  # noqa: E402
-from twistox.supercell.lattice import nearest_csl  # noqa: E402
+from twistox.stem.multislice import ProbeSettings, build_potential, configure_abtem  # noqa: E402
+from twistox.stem.planview import planview_radial  # noqa: E402
 from twistox.stem.sample import planview_sample  # noqa: E402
+from twistox.supercell.lattice import nearest_csl  # noqa: E402
 from twistox.supercell.builder import BilayerSpec, build_bilayer  # noqa: E402
 
 
 def specimen(theta: float, thickness_nm: float):
     atoms = build_bilayer(nearest_csl(theta, 400), BilayerSpec(bottom_cells=1, top_cells=1, vacuum=10.0))
     atoms.info["rigid_positions"] = atoms.positions.copy()
-    return planview_sample(atoms, 10 * thickness_nm, 4.0)
+    return planview_sample(atoms, 10 * thickness_nm, 4.0, "top")
 
 
 def plain_abtem(sample, sampling, scan, foci, outer):
@@ -48,9 +49,10 @@ def plain_abtem(sample, sampling, scan, foci, outer):
 
 
 def ours(sample, sampling, scan, foci, outer, supersampling=1):
-    s = stem.ProbeSettings(cs=1590.0, potential_sampling=sampling, scan_sampling=scan, supersampling=supersampling)
-    pot = stem._potential(sample, s)
-    out = [stem.planview_radial(sample, s, df, outer, 1.0, pot=pot).values for df in foci]
+    s = ProbeSettings(energy=300e3, semiangle=30.0, cs=1590.0, potential_sampling=sampling, scan_sampling=scan,
+                      slice_thickness=2.0, parametrization="lobato", supersampling=supersampling)
+    pot = build_potential(sample, s)
+    out = [planview_radial(sample, s, df, outer, 1.0, pot=pot).values for df in foci]
     return out, pot.gpts
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     t = time.perf_counter()
     ref, g_ref = plain_abtem(sample, args.sampling, args.scan, foci, args.outer)
     t_plain = time.perf_counter() - t
-    stem.configure_abtem("cpu", "float32", args.threads)
+    configure_abtem("cpu", "float32", args.threads)
     t = time.perf_counter()
     got, g_ours = ours(sample, args.sampling, args.scan, foci, args.outer)
     t_ours = time.perf_counter() - t

@@ -89,7 +89,8 @@ def test_com_from_4dstem_recovers_disc_shifts():
     for i in range(sy):
         for j in range(sx):
             data[i, j] = np.exp(-((KX - shifts[0, i, j]) ** 2 + (KY - shifts[1, i, j]) ** 2) / 8.0)
-    com = dpc.com_from_4dstem(data, 0.25, chunk_rows=3)
+    # Gaussian spots (no disc edge): whole-pattern COM; the bright-field mode is tested in test_stem_com.py
+    com = dpc.com_from_4dstem(data, 0.25, chunk_rows=3, mode="whole")
     np.testing.assert_allclose(com, shifts * 0.25, atol=1e-5)
     with pytest.raises(ValueError, match="4D"):
         dpc.com_from_4dstem(data[0], 0.25)

@@ -17,7 +17,7 @@ def stem_enabled_parts():
 def stem_figures():
     parts = stem_enabled_parts()
     names = (["haadf", "laadf"] if "planview" in parts else []) + \
-        (["cross_sections"] if "cross_section" in parts else []) + (["com"] if "fourd" in parts else [])
+        (["cross_sections"] if "cross_section" in parts else []) + (["com", "com_modes"] if "fourd" in parts else [])
     return {n: report(f"{RESULTS}/{{system}}/{{sample}}/figures/stem_{n}.png", caption="../report/stem.rst",
                       category="6 stem", subcategory="{system} {sample}") for n in names}
 

@@ -60,15 +60,23 @@ def projected_field_to_com(e_proj_V: np.ndarray, energy_eV: float, blur_sigma_px
 
 
 def com_from_4dstem(data, k_sampling_mrad: float | tuple[float, float], center: tuple[float, float] | None = None,
-                    device: str = "cpu", chunk_rows: int = 16) -> np.ndarray:
+                    device: str = "cpu", chunk_rows: int = 16, mode: str = "bright_field", mask_factor: float = 1.5,
+                    disc: str = "mean", radius_mrad: float | None = None) -> np.ndarray:
     """COM (mrad) of every diffraction pattern of a 4D-STEM dataset (scan_y, scan_x, k_y, k_x).
 
-    ⟨k⟩ = Σ k I(k) / Σ I(k), k measured from ``center`` (pixel (k_y, k_x); default the
-    detector centre ((n−1)/2)), one pixel = k_sampling_mrad (scalar or (y, x)).
-    Returns (2, scan_y, scan_x) with [0] = x. Runs in torch on ``device`` (a GPU when
-    given), chunked over scan rows so a large dataset need not fit on the device at once.
+    ⟨k⟩ = Σ k I(k) / Σ I(k), k measured from ``center`` (pixel (k_y, k_x); default the detector
+    centre ((n−1)/2)), one pixel = k_sampling_mrad (scalar or (y, x)). The math is
+    :func:`twistox.stem.com.centre_of_mass`, shared with the simulated 4D-STEM: ``mode``
+    'bright_field' (default) keeps only pixels within ``mask_factor`` × R of the bright-field disc
+    (R = ``radius_mrad``, e.g. the probe semi-angle, or the half-maximum radius measured on the mean
+    pattern when None; disc centred on the mean pattern, or per pattern with ``disc='per_pattern'``);
+    'whole' uses every pixel of the k-symmetric window. Defaults = the analysis.experiment schema
+    (com_mode, com_mask_factor, com_disc). Returns (2, scan_y, scan_x) with [0] = x. Runs in torch on
+    ``device``, chunked over scan rows (two passes for the mean pattern), so the data need not fit.
     """
     import torch
+
+    from twistox.stem.com import centre_of_mass
 
     data = np.asarray(data) if not hasattr(data, "shape") else data
     if len(data.shape) != 4:
@@ -76,16 +84,26 @@ def com_from_4dstem(data, k_sampling_mrad: float | tuple[float, float], center: 
     sy, sx, ky, kx = data.shape
     dky, dkx = (k_sampling_mrad, k_sampling_mrad) if np.isscalar(k_sampling_mrad) else k_sampling_mrad
     cy, cx = ((ky - 1) / 2.0, (kx - 1) / 2.0) if center is None else center
-    kyv = torch.as_tensor((np.arange(ky) - cy) * dky, dtype=torch.float64, device=device)
-    kxv = torch.as_tensor((np.arange(kx) - cx) * dkx, dtype=torch.float64, device=device)
+    kyv, kxv = (np.arange(ky) - cy) * dky, (np.arange(kx) - cx) * dkx
+
+    def rows(r0):
+        block = np.array(data[r0:r0 + chunk_rows], dtype=np.float64)
+        total = block.sum(axis=(-2, -1))
+        if not (np.isfinite(total).all() and (total > 0).all()):
+            raise ValueError("4D-STEM data: a diffraction pattern has zero, negative or non-finite total intensity")
+        return block
+
+    mean = None
+    if mode == "bright_field":
+        mean = np.zeros((ky, kx))
+        for r0 in range(0, sy, chunk_rows):
+            mean += rows(r0).sum(axis=(0, 1))
+        mean /= sy * sx
     out = np.empty((2, sy, sx))
     for r0 in range(0, sy, chunk_rows):
-        block = torch.as_tensor(np.array(data[r0:r0 + chunk_rows], dtype=np.float64), device=device)
-        total = block.sum(dim=(-2, -1))
-        if bool((total <= 0).any()) or not bool(torch.isfinite(total).all()):
-            raise ValueError("4D-STEM data: a diffraction pattern has zero, negative or non-finite total intensity")
-        mx = (block.sum(dim=-2) * kxv).sum(dim=-1) / total
-        my = (block.sum(dim=-1) * kyv).sum(dim=-1) / total
+        block = torch.as_tensor(rows(r0), device=device)
+        mx, my, _ = centre_of_mass(block, kyv, kxv, mode=mode, mask_factor=mask_factor, disc=disc,
+                                   radius=radius_mrad, mean_pattern=mean)
         out[0, r0:r0 + chunk_rows] = mx.cpu().numpy()
         out[1, r0:r0 + chunk_rows] = my.cpu().numpy()
     return out

@@ -115,3 +115,40 @@ def com_map(ds: xr.Dataset, tiles: int = 2):
     axes[-1].tick_params(labelsize=7)
     fig.tight_layout()
     return fig
+
+
+def com_modes(ds: xr.Dataset):
+    """Bright-field-disc COM vs whole-pattern COM of the primary structure: both colour wheels on one
+    scale (hue = direction, brightness = magnitude, arrows) and the magnitude of their difference."""
+    other = "com_whole" if "com_whole" in ds else "com_bright_field"
+    pair = [("com", ds["com"]), (other, ds[other])] if other in ds else [("com", ds["com"])]
+    pair = sorted(pair, key=lambda p: p[1].attrs.get("com_mode") != "bright_field")
+    vmax = max(float(np.hypot(*da.values).max()) for _, da in pair) or 1.0
+    fig, axes = plt.subplots(1, len(pair) + 1, figsize=(4.4 * (len(pair) + 1), 4.2))
+    x, y = ds["x"].values, ds["y"].values
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    ext = [x[0], x[0] + dx * len(x), y[0], y[0] + dy * len(y)]
+    step = max(1, len(x) // 10)
+    X, Y = np.meshgrid(x[::step], y[::step])
+    for ax, (var, da) in zip(axes, pair):
+        cx, cy = (da.sel(xy=c).values for c in ("x", "y"))
+        ax.imshow(colour_wheel(cx, cy, vmax), origin="lower", extent=ext)
+        ax.quiver(X, Y, cx[::step, ::step], cy[::step, ::step], color="w", scale=vmax * 12, width=0.005)
+        mode = da.attrs.get("com_mode", "?").replace("_", "-")
+        extra = f", mask {da.attrs['mask_radius_mrad']:.2g} mrad" if "mask_radius_mrad" in da.attrs else ""
+        ax.set_title(f"{var}: {mode} COM{extra}\nmax {np.hypot(cx, cy).max():.3g} mrad", fontsize=9)
+        ax.set_xlabel("x (Å)")
+        ax.set_ylabel("y (Å)")
+    if len(pair) == 2:
+        d = pair[0][1].values - pair[1][1].values
+        h = axes[-1].imshow(np.hypot(*d), origin="lower", extent=ext, cmap="magma")
+        fig.colorbar(h, ax=axes[-1], fraction=0.046, pad=0.02, label="mrad")
+        axes[-1].set_title("|bright-field − whole| (mrad):\nBragg-disc bias of the whole-pattern COM", fontsize=9)
+        axes[-1].set_xlabel("x (Å)")
+    title = f"4D-STEM COM, one supercell; colour: direction, brightness: |COM| / {vmax:.3g} mrad"
+    cutoff = ds["com"].attrs.get("probe_cutoff_period")
+    if cutoff and dx * len(x) <= cutoff:
+        title += f" — cell {dx * len(x):.1f} Å < λ/2α = {cutoff:.1f} Å: COM ≈ 0 by physics (numerical noise)"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 from ase import Atoms
 
 STRUCTURES = ("relaxed", "rigid")
@@ -36,6 +37,10 @@ def structure_atoms(ds, which: str) -> Atoms:
         raise ValueError("stem.structures: 'relaxed' needs relaxed.zarr (with positions_rigid); "
                          "the input is a rigid supercell store; allowed here: rigid")
     atoms = atoms_from_dataset(ds, "positions_rigid" if (which == "rigid" and has_rigid) else "positions")
+    for var in ("positions", "positions_rigid"):
+        if var in ds and not np.isfinite(ds[var].values).all():
+            raise ValueError(f"stem: {var} of the input structure has non-finite values (NaN/inf); "
+                             "the relaxation or supercell store is broken")
     atoms.info["rigid_positions"] = ds["positions_rigid" if has_rigid else "positions"].values.copy()
     return atoms
 
@@ -88,12 +93,15 @@ def _continue_layer(atoms: Atoms, layer: int, n_new: int, direction: int, a: flo
     return out
 
 
-def planview_sample(atoms: Atoms, thickness: float, vacuum: float, entrance: str = "top") -> Atoms:
+def planview_sample(atoms: Atoms, thickness: float, vacuum: float, entrance: str) -> Atoms:
     """Plan-view specimen: bilayer + rigid bulk to ``thickness`` (Å, 0 = bilayer only), vacuum each side.
 
-    The interface is centred in depth. abTEM's beam enters at z = 0 and travels along +z; with
-    ``entrance='top'`` the specimen is mirrored in z so the beam enters through the top layer
-    (x, y, and hence the image frame, are unchanged; a projection does not see the mirror).
+    The interface is centred in depth. abTEM's beam enters at z = 0 and travels along +z. With
+    ``entrance='top'`` the specimen is turned over by a proper rotation, 180° about x:
+    (x, y, z) -> (x, −y, −z) (y wrapped into the cell), so the beam meets the top layer first and
+    the twist keeps its handedness (a z-mirror would image the opposite-handed bilayer in its own
+    frame). Images then come out in the rotated frame; :func:`to_sample_frame` maps them back.
+    ``entrance='bottom'`` leaves the bilayer as it is (beam along +z through the bottom layer).
     Returns Atoms with arrays ``layer``, ``plane_kind`` and
     info ``interface_depth`` (Å below the entrance surface), ``sample_thickness`` (Å), ``vacuum``.
     """
@@ -121,7 +129,7 @@ def planview_sample(atoms: Atoms, thickness: float, vacuum: float, entrance: str
         merged.set_array(k, np.concatenate(arrays[k]).astype(np.int32))
     pos = merged.positions
     if entrance == "top":
-        pos[:, 2] = -pos[:, 2]
+        pos[:, 1:] = -pos[:, 1:]  # rotation by 180° about x (det +1), not a mirror
         zi = -zi
     zmin, zmax = pos[:, 2].min(), pos[:, 2].max()
     pos[:, 2] += vacuum - zmin
@@ -135,6 +143,33 @@ def planview_sample(atoms: Atoms, thickness: float, vacuum: float, entrance: str
                        vacuum=float(vacuum), planes_added_below=n_below, planes_added_above=n_above,
                        beam_entrance=entrance)
     return merged
+
+
+def to_sample_frame(da: xr.DataArray, entrance: str, ydim: str = "y", vector_dim: str | None = None,
+                    ky_dim: str | None = None) -> xr.DataArray:
+    """Map an array simulated on a :func:`planview_sample` back to the sample frame.
+
+    For ``entrance='top'`` the specimen was rotated (x, y, z) -> (x, −y, −z): the value at sample
+    y is the simulated one at −y (mod the cell). ``ydim`` must be a periodic grid j·Δy from 0 over
+    one cell; vector components along ``vector_dim`` (labels 'x', 'y') get v_y -> −v_y; a
+    reciprocal axis ``ky_dim`` is reversed (k_y -> −k_y). ``entrance='bottom'``: unchanged.
+    """
+    if entrance == "bottom":
+        return da
+    if entrance != "top":
+        raise ValueError(f"stem.sample.beam_entrance: {entrance!r} is not allowed; allowed: top, bottom")
+    y = da[ydim].values
+    if len(y) > 1 and abs(y[0]) > 1e-6 * abs(y[1] - y[0]):
+        raise ValueError(f"to_sample_frame: {ydim} must start at 0 (periodic scan over one cell)")
+    out = da.isel({ydim: (-np.arange(len(y))) % len(y)}).assign_coords({ydim: y})
+    if vector_dim is not None:
+        sign = xr.DataArray([(-1.0 if str(c) == "y" else 1.0) for c in da[vector_dim].values], dims=vector_dim,
+                            coords={vector_dim: da[vector_dim].values})
+        out = (out * sign).assign_attrs(da.attrs)
+    if ky_dim is not None:
+        ky = da[ky_dim].values
+        out = out.isel({ky_dim: slice(None, None, -1)}).assign_coords({ky_dim: -ky[::-1]})
+    return out
 
 
 @dataclass(frozen=True)
