@@ -1,5 +1,6 @@
 # Stage: 3D phase-field polarisation with flexoelectric coupling (torch, GPU when present).
-# A killed job resumes from phasefield.ckpt.pt next to the output (removed once the store is written).
+# A killed job resumes from the checkpoint directory phasefield.ckpt/ next to the output (twistox.core.checkpoint;
+# removed once the store is written).
 
 
 def _pf_fig(name):
@@ -19,7 +20,7 @@ rule phasefield:
         fig_eproj=_pf_fig("E_projected"),
         fig_energy=_pf_fig("energy"),
     params:
-        checkpoint=lambda wc: f"{RESULTS}/{wc.system}/{wc.sample}/phasefield.ckpt.pt",
+        checkpoint=lambda wc: f"{RESULTS}/{wc.system}/{wc.sample}/phasefield.ckpt",
     log:
         "logs/phasefield/{system}/{sample}.log",
     benchmark:

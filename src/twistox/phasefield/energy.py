@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from .dmi import ChiralLifshitz
 from .materials import EPS0, Material
 from .spectral import Grid, Spectral
 
-TERMS = ("landau", "gradient", "elastic", "flexo", "electric")
+TERMS = ("landau", "gradient", "elastic", "flexo", "electric", "dmi")
 
 
 class SlabEnergy:
@@ -39,9 +40,13 @@ class SlabEnergy:
         self.a1, self.a11, self.a12 = pick("alpha1"), pick("alpha11"), pick("alpha12")
         self.G = float(materials[0].G)
         self.eps_b = float(materials[0].eps_b)
+        # chiral Lifshitz invariant of the twisted interface (0 unless material.dmi != 0 and theta != 0)
+        self.dmi = ChiralLifshitz.from_material(grid, self.sp, materials[0], layer_angles_deg, device)
         for m in materials[1:]:
             if m.G != self.G or m.eps_b != self.eps_b:
                 raise ValueError("phasefield: both layers must share G and eps_b (isotropic, z-uniform operators)")
+            if (m.dmi, m.dmi_decay_A) != (materials[0].dmi, materials[0].dmi_decay_A):
+                raise ValueError("phasefield: dmi and dmi_decay_A belong to the interface; both layers must share them")
         n = grid.n
         self.eig = (torch.zeros((3, 3, grid.nz, n, n), **dd) if eigenstrain is None
                     else torch.as_tensor(eigenstrain, **dd))
@@ -104,7 +109,8 @@ class SlabEnergy:
         electric = ((-0.5 * EPS0 * self.eps_b * (gp * gp).sum(0) + (P * gp).sum(0)).sum() * dV
                     - 0.5 * EPS0 * gr.dA * ((phi[0] * self.sp.dtn(phi[0])).sum()
                                             + (phi[-1] * self.sp.dtn(phi[-1])).sum()))
-        return {"landau": landau, "gradient": gradient, "elastic": elastic, "flexo": flexo, "electric": electric}
+        return {"landau": landau, "gradient": gradient, "elastic": elastic, "flexo": flexo, "electric": electric,
+                "dmi": self.dmi.energy(P, dPx, dPy)}
 
     def total(self, *args, **kw) -> torch.Tensor:
         return sum(self.terms(*args, **kw).values())

@@ -97,13 +97,16 @@ def projected_field(ds: xr.Dataset, path, tiles: int = 2):
 
 
 def energy_history(ds: xr.Dataset, path):
-    """Total energy change per step (log) and the energy terms."""
+    """Residual |dF/dP| and |ΔF| per step (log) and the energy terms."""
     e = ds["energy"].values
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if "residual" in ds:
+        a1.semilogy(ds["residual"].values, label="RMS |δF/δP| (V/m)")
+        a1.axhline(ds.attrs.get("residual_tol_V_per_m", np.nan), color="k", ls=":", lw=0.8, label="tolerance")
     if e.size > 1:
-        a1.semilogy(np.arange(1, e.size), np.abs(np.diff(e)) + 1e-30)
+        a1.semilogy(np.arange(1, e.size), np.abs(np.diff(e)) + 1e-30, label="|ΔF| per step (aJ)")
+    a1.legend(fontsize=7)
     a1.set_xlabel("step")
-    a1.set_ylabel("|ΔF| per step (aJ)")
     a1.set_title(f"stop: {ds.attrs['stop_reason']} after {ds.attrs['steps']} steps")
     for name, row in zip(ds["term"].values, ds["energy_terms"].values):
         a2.plot(row, label=str(name))
@@ -112,3 +115,11 @@ def energy_history(ds: xr.Dataset, path):
     a2.set_ylabel("energy (aJ)")
     a2.legend(fontsize=7)
     return save(fig, path)
+
+
+def render_all(ds: xr.Dataset, out, tiles: int = 2) -> None:
+    """The stage's four figures to the rule outputs fig_cross, fig_plane, fig_eproj, fig_energy."""
+    cross_section(ds, out.fig_cross, tiles)
+    interface_plane(ds, out.fig_plane, tiles)
+    projected_field(ds, out.fig_eproj, tiles)
+    energy_history(ds, out.fig_energy)

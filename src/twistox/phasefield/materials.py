@@ -11,6 +11,11 @@ Free-energy density (J/m^3), P in C/m^2, strain dimensionless, crystal frame of 
 
 Cubic 4th-rank tensors are built from (T11, T12, T44) with T_1212 = T44 for C (Pa) and F (V);
 Q is given in Voigt form (Q44 multiplies the engineering shear), so Q_1212 = Q44/4.
+
+Flexocoupling sign convention: f_ijkl (V) enters the energy as above, so in a uniform paraelectric
+the linear response is P_k = -(f_ijkl / (2 alpha1)) d_l e_ij (tensor strain, no depolarising field);
+e.g. a shear wave e_12 = e0 sin(qx) gives P_2 = -f44 e0 q cos(qx) / alpha1 (f44 > 0: P_y against
+d_x e_xy). Reversing every f reverses P (tested). Presets (``material.flexo_source``): FLEXO_PRESETS.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ class Material:
     f12: float
     f44: float
     eps_b: float           # background relative permittivity
+    dmi: float = 0.0       # J m^2/C^2, chiral Lifshitz (electric DMI) coefficient at the interface (dmi.py)
+    dmi_decay_A: float = 3.905  # Å, e-folding length of the DMI coefficient away from the interface
 
     def with_(self, **kw) -> "Material":
         return replace(self, **kw)
@@ -101,13 +108,60 @@ class Material:
             raise ValueError(f"{key}: flexocoupling too strong for G (need f^2/c < G); reduce f11/f12/f44 or raise G")
 
 
+# Flexocoupling presets for SrTiO3 at room temperature, f11, f12, f44 in V (tensor convention above:
+# f44 = F_1212). NONE OF THESE NUMBERS COULD BE CHECKED AGAINST THE PAPERS OFFLINE: "verified" stays
+# False (logged as a warning, written to the artifact attrs) until someone compares them with the source.
+FLEXO_PRESETS: dict[str, dict] = {
+    # Zubko, Catalan, Buckley, Welche & Scott, PRL 99, 167601 (2007); erratum PRL 100, 199906 (2008):
+    # bending of SrTiO3 crystals, effective coefficients of order 1-10 nC/m, positive at 300 K (sign
+    # reversal below 105 K). Numbers: the flexoelectric-strain tensor F11, F12, F44 = 2.46, 0.48, 0.05
+    # x 1e-11 m^3/C attributed to Zubko et al. in phase-field work on SrTiO3 (Morozovska, Eliseev et al.;
+    # quoted from memory), converted with f = c F (Voigt: f11 = c11 F11 + 2 c12 F12,
+    # f12 = c12 F11 + (c11 + c12) F12, f44 = c44 F44, c of Pertsev et al. 2000). UNVERIFIED.
+    "zubko2007": {"F": (2.46e-11, 0.48e-11, 0.05e-11), "verified": False,
+                  "citation": "Zubko et al., PRL 99, 167601 (2007) + erratum PRL 100, 199906 (2008); F tensor as "
+                              "quoted by Morozovska/Eliseev et al. (unverified), f = c F"},
+    # Hong & Vanderbilt, PRB 88, 174107 (2013) (and Stengel, PRB 88, 174106 (2013)): first-principles bulk
+    # flexocoupling of cubic SrTiO3; the bulk longitudinal coefficient has the opposite (negative) sign to
+    # the measured effective ones (surface terms can reverse it: Stengel, PRB 90, 201112 (2014)). The
+    # tabulated magnitudes could not be recalled reliably, so no numbers are entered: selecting this preset
+    # raises an error until f11, f12, f44 are copied from the paper's table into this entry.
+    "hong_vanderbilt2013": {"f": None, "verified": False,
+                            "citation": "Hong & Vanderbilt, PRB 88, 174107 (2013): values not entered"},
+}
+
+
+def flexo_coefficients(cfg: dict) -> tuple[tuple[float, float, float], dict]:
+    """(f11, f12, f44) in V and provenance for config['phasefield']['material'] (``flexo_source``)."""
+    src = cfg.get("flexo_source", "custom")
+    if src == "custom":
+        return (float(cfg["f11"]), float(cfg["f12"]), float(cfg["f44"])), {
+            "flexo_source": "custom", "flexo_verified": False, "flexo_citation": "config phasefield.material.f11/f12/f44"}
+    if src not in FLEXO_PRESETS:
+        raise ValueError(f"phasefield.material.flexo_source: {src!r}; allowed: custom, {', '.join(FLEXO_PRESETS)}")
+    pre = FLEXO_PRESETS[src]
+    if "F" in pre:
+        F11, F12, F44 = pre["F"]
+        c11, c12, c44 = float(cfg["c11"]), float(cfg["c12"]), float(cfg["c44"])
+        f = (c11 * F11 + 2 * c12 * F12, c12 * F11 + (c11 + c12) * F12, c44 * F44)
+    elif pre.get("f") is not None:
+        f = tuple(float(v) for v in pre["f"])
+    else:
+        raise ValueError(f"phasefield.material.flexo_source: {src!r} has no values entered ({pre['citation']}); "
+                         "copy f11, f12, f44 from the paper into FLEXO_PRESETS or use flexo_source: custom")
+    return f, {"flexo_source": src, "flexo_verified": bool(pre["verified"]), "flexo_citation": pre["citation"]}
+
+
 def material_from_config(cfg: dict, temperature_K: float) -> Material:
-    """Material from config['phasefield']['material']; alpha1 'auto' = Pertsev a1(T)."""
-    m = {k: v for k, v in cfg.items() if k != "sources"}  # sources: documentation only
+    """Material from the validated config['phasefield']['material']; alpha1 'auto' = Pertsev a1(T);
+    f11, f12, f44 from ``flexo_source`` (``custom``: the f11/f12/f44 keys)."""
+    (f11, f12, f44), _ = flexo_coefficients(cfg)
+    skip = {"sources", "flexo_source", "f11", "f12", "f44"}  # sources: documentation only
+    m = {k: v for k, v in cfg.items() if k not in skip}
     a1 = m.pop("alpha1")
     if a1 == "auto":
         a1 = alpha1_pertsev(float(temperature_K))
-    return Material(alpha1=float(a1), **{k: float(v) for k, v in m.items()})
+    return Material(alpha1=float(a1), f11=f11, f12=f12, f44=f44, **{k: float(v) for k, v in m.items()})
 
 
 def landau_minimum_inplane(mat: Material) -> tuple[np.ndarray, float]:

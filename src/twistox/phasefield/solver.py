@@ -9,42 +9,64 @@ dF/dP comes from autograd of the discrete energy; (3) P takes a semi-implicit st
 
 diagonal per Fourier (x, y) x DCT (z) mode, so the step is not limited by the gradient term
 nor by the depolarising field. A step that would raise F is rejected and retried with dt/2,
-so the recorded energy never increases. Time is in units of 1/(Gamma alpha_ref).
+so the recorded energy never increases; an accepted step multiplies dt by ``dt_grow`` (up to
+``dt_max``): as dt grows the step tends to the preconditioned Newton step S^-1 dF/dP, so the
+end point does not depend on the initial dt. Time is in units of 1/(Gamma alpha_ref).
+
+Stop: the residual |dF/dP| (RMS over cells of the functional derivative, V/m, i.e. the
+unbalanced effective field acting on P) below ``residual_tol_V_per_m`` (stop reason
+``residual``); the P error is about residual / (2 alpha1) C/m^2 for a paraelectric.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 
+from twistox.core.checkpoint import Checkpoint
+from twistox.core.hashing import settings_hash
+
 from .energy import TERMS, SlabEnergy
 from .linsolve import BlockTridiagonal, dense_from_blocks, probe_blocks
 from .materials import EPS0
+from .settings import schema_defaults
 from .spectral import neumann_modes
 
 ALPHA_REF = 1.0e8  # J m / C^2, time unit 1/(Gamma ALPHA_REF)
 AJ = 1.0e18        # J -> aJ
+CKPT_NAME = "relax"
+
+
+_D = schema_defaults()  # the one source of defaults (workflow/schemas/phasefield.schema.yaml)
 
 
 @dataclass
 class RelaxSettings:
-    """Time stepping and stopping (dt dimensionless; tolerance in aJ per step)."""
+    """Time stepping and stopping; defaults are the schema's (``RelaxSettings.from_config`` for a section).
 
-    dt: float = 10.0
-    stabilization: float = 1.0  # A = stabilization * 2 |alpha1|_max (J m / C^2)
-    tolerance_aJ: float = 1e-6
-    max_steps: int = 2000
-    min_steps: int = 5
-    checkpoint_every: int = 100
-    log_every: int = 50
+    dt, dt_max: dimensionless (units of 1/(Gamma alpha_ref)); residual_tol_V_per_m: RMS |dF/dP| (V/m).
+    """
+
+    method: str = _D["method"]
+    dt: float = _D["dt"]
+    dt_grow: float = _D["dt_grow"]
+    dt_max: float = _D["dt_max"]
+    stabilization: float = _D["stabilization"]  # A = stabilization * 2 |alpha1|_max (J m / C^2)
+    residual_tol_V_per_m: float = _D["residual_tol_V_per_m"]
+    max_steps: int = _D["max_steps"]
+    min_steps: int = _D["min_steps"]
+    checkpoint_every: int = _D["checkpoint_every"]
+    log_every: int = _D["log_every"]
+
+    @classmethod
+    def from_config(cls, pf: dict) -> "RelaxSettings":
+        """From the validated ``phasefield`` config section."""
+        return cls(**{f.name: pf[f.name] for f in fields(cls)})
 
 
 @dataclass
@@ -61,7 +83,7 @@ class RelaxResult:
     rejected: int
     wall_s: float
     resumed_from: int = 0
-    info: dict = field(default_factory=dict)
+    residual: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (steps,) RMS |dF/dP|, V/m
 
 
 class PhaseFieldSolver:
@@ -143,7 +165,8 @@ class PhaseFieldSolver:
         k2 = kx ** 2 + ky ** 2 + kzz ** 2
         a_max = max(abs(m.alpha1) for m in E.materials)
         self.A = self.s.stabilization * 2.0 * a_max
-        self.beta = ALPHA_REF / self.s.dt + E.G * k2 + self.A     # (nz, n, nk)
+        self.dt = self.s.dt
+        self.beta = ALPHA_REF / self.dt + E.G * k2 + self.A       # (nz, n, nk)
         self.cdep = 1.0 / (EPS0 * E.eps_b)
         kk = torch.where(k2 > 0, k2, torch.ones_like(k2))
         self.khat = torch.stack([kx, ky, kzz]) / torch.sqrt(kk)    # (3, nz, n, nk), zero at k = 0
@@ -151,8 +174,9 @@ class PhaseFieldSolver:
         self.ez = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=self.dev)[:, None, None, None]
 
     def set_dt(self, dt: float):
-        self.beta = self.beta - ALPHA_REF / self.s.dt + ALPHA_REF / dt
-        self.s.dt = dt
+        """Current step (the settings keep the initial one)."""
+        self.beta = self.beta - ALPHA_REF / self.dt + ALPHA_REF / dt
+        self.dt = dt
 
     # --- sub-solves -------------------------------------------------------------------
     def _to_k(self, f):  # (b, M, n, n) real -> (K, M, b)
@@ -199,9 +223,51 @@ class PhaseFieldSolver:
         return torch.einsum("mj,cjyx->cmyx", self.V, x)
 
     # --- main loop --------------------------------------------------------------------
-    def relax(self, P0: torch.Tensor, checkpoint: str | os.PathLike | None = None,
+    def residual(self, gP: torch.Tensor) -> float:
+        """RMS over cells of |dF/dP| (V/m); gP is dH/dP per cell (J per C/m^2)."""
+        return float(torch.sqrt((gP / self.E.grid.dV).pow(2).sum(0).mean()))
+
+    def _direction(self, gP: torch.Tensor, cg: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Search direction and the preconditioned gradient z = M^-1 dF/dP (M = alpha_ref/dt + S).
+
+        method 'tdgl': d = -z (the semi-implicit step). 'cg': Polak-Ribiere+ conjugate direction
+        -z + beta d_prev: the few modes S models badly (e.g. solenoidal P_x-P_z textures, which S
+        depolarises as if P_z ended in surface charges) are then corrected in a handful of steps."""
+        g = self.E.grid
+        z = self._precondition(gP / g.dV)
+        if self.s.method == "tdgl" or not cg:
+            return -z, z
+        beta = max(0.0, float((gP * (z - cg["z"])).sum() / (cg["g"] * cg["z"]).sum()))
+        d = -z + beta * cg["d"]
+        if float((gP * d).sum()) >= 0:  # not a descent direction: restart
+            return -z, z
+        return d, z
+
+    def _line_search(self, P, u, phi, eps_bar, gP, F, d):
+        """(alpha, P, u, phi, eps_bar, terms, gP, F) at the lower-energy of the trial alpha = 1 and the secant
+        minimum along d (exact for a quadratic F); None if neither lowers F (``tdgl``: the trial only)."""
+
+        def at(a):
+            Pn = P + a * d
+            un, phin, ebn = self.equilibrate(Pn, u, phi, eps_bar)
+            tn, gn = self.force(Pn, un, phin, ebn)
+            return (a, Pn, un, phin, ebn, tn, gn, sum(tn.values()))
+
+        tol = F + 1e-12 * abs(F)
+        cand = [at(1.0)]
+        if self.s.method == "cg":
+            s0, s1 = float((gP * d).sum()), float((cand[0][6] * d).sum())
+            if s1 > s0:  # positive curvature along d
+                a = s0 / (s0 - s1)
+                if abs(a - 1.0) > 0.2:
+                    cand.append(at(min(a, 20.0)))
+        cand = [c for c in cand if c[-1] <= tol]
+        return min(cand, key=lambda c: c[-1]) if cand else None
+
+    def relax(self, P0: torch.Tensor, checkpoint: Checkpoint | str | os.PathLike | None = None,
               fingerprint: str = "") -> RelaxResult:
-        """Relax from P0 (3, nz, n, n) C/m^2; resume from ``checkpoint`` when it matches ``fingerprint``."""
+        """Relax from P0 (3, nz, n, n) C/m^2; resume from ``checkpoint`` (a twistox.core.checkpoint.Checkpoint or
+        its directory; state ``relax``) when it was written for ``fingerprint``."""
         s, g = self.s, self.E.grid
         t0 = time.time()
         dd = dict(dtype=torch.float64, device=self.dev)
@@ -210,70 +276,62 @@ class PhaseFieldSolver:
         phi = torch.zeros((g.nz + 1, g.n, g.n), **dd)
         eps_bar = torch.zeros(3, **dd)
         hist: list[dict] = []
-        rejected, start = 0, 0
-        ck = Path(checkpoint) if checkpoint else None
-        if ck and ck.exists():
-            state = torch.load(ck, map_location=self.dev, weights_only=False)
-            if state.get("fingerprint") == fingerprint:
-                P, u, phi, eps_bar = (state[k].to(**dd) for k in ("P", "u", "phi", "eps_bar"))
-                hist, rejected, start = state["hist"], state["rejected"], state["step"]
-                self.set_dt(state["dt"])
-                self.log.info("resumed from checkpoint %s at step %d", ck, start)
-            else:
-                self.log.info("checkpoint %s belongs to another run; starting from step 0", ck)
+        res_hist: list[float] = []
+        rejected, start, cg = 0, 0, None
+        self.set_dt(s.dt)
+        ck = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint, key=fingerprint, fmt="pt")
+        state = ck.load(CKPT_NAME, key=fingerprint)
+        if state is not None:
+            P, u, phi, eps_bar = (state[k].to(**dd) for k in ("P", "u", "phi", "eps_bar"))
+            hist, res_hist = state["hist"], state["residual"]
+            cg = {k: v.to(**dd) for k, v in state["cg"].items()}
+            rejected, start = state["rejected"], state["step"]
+            self.set_dt(state["dt"])
+            self.log.info("resumed from checkpoint %s at step %d", ck.path(CKPT_NAME), start)
+        elif ck.dir is not None and ck.path(CKPT_NAME).exists():
+            self.log.info("checkpoint %s belongs to another run; starting from step 0", ck.path(CKPT_NAME))
         u, phi, eps_bar = self.equilibrate(P, u, phi, eps_bar)
         terms, gP = self.force(P, u, phi, eps_bar)
         if not hist:
             hist.append(terms)
+            res_hist.append(self.residual(gP))
         F = sum(terms.values())
         converged, reason, step = False, "max_steps", start
+        cg = dict(cg or {})
         while step < s.max_steps:
-            dP = -self._precondition(gP / g.dV)
-            Pn = P + dP
-            un, phin, ebn = self.equilibrate(Pn, u, phi, eps_bar)
-            tn, gn = self.force(Pn, un, phin, ebn)
-            Fn = sum(tn.values())
-            if Fn > F + 1e-12 * abs(F):
+            if step >= s.min_steps and res_hist[-1] < s.residual_tol_V_per_m:
+                converged, reason = True, "residual"
+                break
+            d, z = self._direction(gP, cg)
+            best = self._line_search(P, u, phi, eps_bar, gP, F, d)
+            if best is None:  # the energy must not rise: retry with a smaller step, steepest descent
                 rejected += 1
-                self.set_dt(self.s.dt / 2)
-                if self.s.dt < 1e-8:
+                cg = {}
+                self.set_dt(self.dt / 2)
+                if self.dt < 1e-8:
                     reason = "dt_underflow"
                     break
                 continue
             step += 1
-            P, u, phi, eps_bar, gP = Pn, un, phin, ebn, gn
-            dF = (F - Fn) * AJ
-            F = Fn
+            cg = {"d": d * best[0], "z": z, "g": gP}
+            P, u, phi, eps_bar, tn, gP, F = best[1:]
             hist.append(tn)
+            res_hist.append(self.residual(gP))
+            self.set_dt(min(self.dt * s.dt_grow, s.dt_max))
             if step % s.log_every == 0 or step == 1:
-                self.log.info("step %d: F = %.9g aJ, |dF| = %.3g aJ, max|P| = %.4g C/m2, dt = %g",
-                              step, F * AJ, dF, float(P.abs().max()), self.s.dt)
-            if step >= s.min_steps and abs(dF) < s.tolerance_aJ:
-                converged, reason = True, "tolerance"
-                break
-            if ck and s.checkpoint_every and step % s.checkpoint_every == 0:
-                self._save(ck, fingerprint, P, u, phi, eps_bar, hist, rejected, step)
-        self.log.info("stopped after %d steps (%s): F = %.9g aJ, %d rejected steps, %.2f s",
-                      step, reason, F * AJ, rejected, time.time() - t0)
+                self.log.info("step %d: F = %.9g aJ, |dF/dP| = %.3g V/m, max|P| = %.4g C/m2, dt = %g",
+                              step, F * AJ, res_hist[-1], float(P.abs().max()), self.dt)
+            if s.checkpoint_every and step % s.checkpoint_every == 0 and ck.dir is not None:
+                ck.save(CKPT_NAME, key=fingerprint, P=P, u=u, phi=phi, eps_bar=eps_bar, hist=hist, residual=res_hist,
+                        rejected=rejected, step=step, dt=self.dt, cg=cg)
+                self.log.info("checkpoint at step %d -> %s", step, ck.path(CKPT_NAME))
+        self.log.info("stopped after %d steps (%s): F = %.9g aJ, |dF/dP| = %.3g V/m, %d rejected steps, %.2f s",
+                      step, reason, F * AJ, res_hist[-1], rejected, time.time() - t0)
         energy_terms = np.array([[h[k] for h in hist] for k in TERMS]) * AJ
         return RelaxResult(P, u, phi, eps_bar, energy_terms.sum(0), energy_terms, converged, reason, step, rejected,
-                           time.time() - t0, resumed_from=start)
-
-    def _save(self, path: Path, fingerprint, P, u, phi, eps_bar, hist, rejected, step):
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"fingerprint": fingerprint, "P": P.cpu(), "u": u.cpu(), "phi": phi.cpu(),
-                    "eps_bar": eps_bar.cpu(), "hist": hist, "rejected": rejected, "step": step,
-                    "dt": self.s.dt}, tmp)
-        os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint
-        self.log.info("checkpoint at step %d -> %s", step, path)
+                           time.time() - t0, resumed_from=start, residual=np.array(res_hist))
 
 
 def fingerprint_of(*objs) -> str:
-    """Stable hash of the inputs that define a run (config subset, arrays)."""
-    h = hashlib.sha256()
-    for o in objs:
-        if isinstance(o, (np.ndarray, torch.Tensor)):
-            h.update(np.ascontiguousarray(np.asarray(o.cpu() if isinstance(o, torch.Tensor) else o)).tobytes())
-        else:
-            h.update(json.dumps(o, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+    """Stable hash of the inputs that define a run (config subset, arrays): the shared settings hash."""
+    return settings_hash(*objs)

@@ -9,23 +9,19 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .eigenstrain import check_strain_dataset, eigenstrain_field, interface_fields
+from .eigenstrain import (StackStrain, check_strain_dataset, eigenstrain_tensor, profile_coefficients,
+                          stack_strain)
 from .energy import TERMS, SlabEnergy
-from .materials import material_from_config
+from .materials import flexo_coefficients, material_from_config
+from .network import network_coefficients
+from .settings import check_config
 from .solver import PhaseFieldSolver, RelaxResult, RelaxSettings, fingerprint_of
 from .spectral import Grid, fft_size
 
 A = 1e-10  # m per Å
 
-
-def check_config(pf: dict) -> None:
-    """Semantic checks the schema cannot express; ValueError names the key."""
-    if pf["nz"] % 2:
-        raise ValueError(f"config key 'phasefield.nz': {pf['nz']} must be even (equal layers, interface on a face)")
-    if pf["initial_amplitude"] >= 1e-4:
-        raise ValueError("config key 'phasefield.initial_amplitude': must be < 1e-4 C/m2 (paper's initial condition)")
-    mat = material_from_config(pf["material"], pf["temperature_K"])
-    mat.check("config key 'phasefield.material'")
+__all__ = ["check_config", "build_grid", "build_eigenstrain", "build_model", "initial_polarisation", "run",
+           "to_dataset", "check_strain_dataset"]
 
 
 def build_grid(pf: dict, L_A: float, fourier_order: int) -> Grid:
@@ -34,25 +30,49 @@ def build_grid(pf: dict, L_A: float, fourier_order: int) -> Grid:
     return Grid(L=L_A * A, n=n, nz=pf["nz"], thickness=pf["thickness_A"] * A, interface_cell=pf["nz"] // 2)
 
 
-def build_model(pf: dict, strain: xr.Dataset, device: str) -> tuple[SlabEnergy, Grid, np.ndarray]:
-    """SlabEnergy of the bilayer with the eigenstrain of the strain artifact."""
-    check_strain_dataset(strain)
-    L_A = float(strain.attrs["supercell_length"])
-    N = int(strain.attrs.get("fourier_order", (strain.sizes["h"] - 1) // 2))
-    grid = build_grid(pf, L_A, N)
-    x_A = grid.x_centres().numpy() / A
+def _network_stack(eg: dict, strain: xr.Dataset) -> StackStrain:
+    """The analytic network as a two-plane 'stack' at the interface (top layer +eps, bottom -eps)."""
+    nw = eg["network"]
+    L = float(strain.attrs["supercell_length"])
+    lam = strain.attrs.get("moire_period") if nw["period_A"] == "auto" else nw["period_A"]
+    b = strain.attrs.get("a") if nw["burgers_A"] == "auto" else nw["burgers_A"]
+    if lam is None or b is None:
+        raise ValueError("phasefield.eigenstrain.network: period_A / burgers_A 'auto' need strain.zarr attrs "
+                         "'moire_period' and 'a'; give numbers instead")
+    phi = float(strain.attrs.get("frame_angle_deg", np.mean(strain.attrs["layer_angles_deg"])))
+    c = network_coefficients(L, float(lam), phi, nw["wall_width_A"], float(b), nw["coherence"], eg["fourier_order"])
+    info = {"network_period_A": float(lam), "network_burgers_A": float(b), "network_frame_angle_deg": phi,
+            "network_wall_width_A": float(nw["wall_width_A"]), "network_coherence": float(nw["coherence"]),
+            "fourier_order_supercell": (c.shape[-1] - 1) // 2, "moire_order": int(eg["fourier_order"])}
+    return StackStrain(np.stack([-c, c]), np.zeros(2), np.array([0, 1]), L, info)
+
+
+def build_eigenstrain(pf: dict, strain: xr.Dataset, grid: Grid | None = None) -> tuple[np.ndarray, Grid, dict]:
+    """(3, 3, nz, n, n) eigenstrain on the slab grid, the grid, and attrs describing it (fit, source)."""
+    eg = pf["eigenstrain"]
+    st = stack_strain(strain, eg["fourier_order"]) if eg["source"] == "strain" else _network_stack(eg, strain)
+    grid = grid or build_grid(pf, st.L, st.order)
     z_A = grid.z_centres().numpy() / A
-    fields = interface_fields(strain, x_A)
-    eig = eigenstrain_field(fields, z_A, grid.interface_z() / A, pf["eigenstrain_decay_A"], pf["eigenstrain_scale"])
+    zi = grid.interface_z() / A
+    cells, fit = profile_coefficients(st, np.abs(z_A - zi), (z_A > zi).astype(int), eg["profile"], eg["decay_A"])
+    eig = eigenstrain_tensor(cells, st.L, grid.x_centres().numpy() / A, eg["scale"])
+    attrs = {"eigenstrain_source": eg["source"], "eigenstrain_scale": float(eg["scale"]), **st.info, **fit}
+    if eg["profile"] == "exponential":
+        attrs["eigenstrain_decay_A"] = float(eg["decay_A"])
+    return eig, grid, attrs
+
+
+def build_model(pf: dict, strain: xr.Dataset, device: str) -> tuple[SlabEnergy, Grid, np.ndarray, dict]:
+    """SlabEnergy of the bilayer with its eigenstrain; pf is the validated phasefield section."""
+    if "layer_angles_deg" not in strain.attrs or "supercell_length" not in strain.attrs:
+        raise ValueError("strain.zarr: attributes 'supercell_length' and 'layer_angles_deg' are required")
+    eig, grid, attrs = build_eigenstrain(pf, strain)
     mat = material_from_config(pf["material"], pf["temperature_K"])
+    _, prov = flexo_coefficients(pf["material"])
+    attrs.update(prov, f11_V=mat.f11, f12_V=mat.f12, f44_V=mat.f44)
     angles = tuple(float(a) for a in strain.attrs["layer_angles_deg"])
     energy = SlabEnergy(grid, (mat, mat), angles, torch.as_tensor(eig), device=device)
-    return energy, grid, eig
-
-
-def settings_from_config(pf: dict) -> RelaxSettings:
-    keys = ("dt", "stabilization", "tolerance_aJ", "max_steps", "min_steps", "checkpoint_every", "log_every")
-    return RelaxSettings(**{k: pf[k] for k in keys})
+    return energy, grid, eig, attrs
 
 
 def initial_polarisation(grid: Grid, amplitude: float, seed: int) -> torch.Tensor:
@@ -63,17 +83,31 @@ def initial_polarisation(grid: Grid, amplitude: float, seed: int) -> torch.Tenso
 
 def run(pf: dict, strain: xr.Dataset, device: str, seed: int, checkpoint=None,
         log: logging.Logger | None = None) -> tuple[xr.Dataset, RelaxResult]:
-    """Whole stage: model, relaxation (checkpointed), output Dataset."""
+    """Whole stage on the validated phasefield section: checks, model, relaxation (checkpointed), Dataset."""
     log = log or logging.getLogger("twistox.phasefield")
-    energy, grid, eig = build_model(pf, strain, device)
+    check_config(pf)
+    energy, grid, eig, attrs = build_model(pf, strain, device)
     log.info("grid %d x %d x %d (dx = %.3f Å, dz = %.3f Å), layer angles %s, device %s", grid.n, grid.n, grid.nz,
              grid.dx / A, grid.dz / A, strain.attrs["layer_angles_deg"], device)
-    log.info("eigenstrain: max |eps_xy| = %.4g, max |eps_xx| = %.4g", np.abs(eig[0, 1]).max(), np.abs(eig[0, 0]).max())
-    solver = PhaseFieldSolver(energy, settings_from_config(pf), log)
+    log.info("eigenstrain %s/%s: max |eps_xy| = %.4g, max |eps_xx| = %.4g", attrs["eigenstrain_source"],
+             attrs["eigenstrain_profile"], np.abs(eig[0, 1]).max(), np.abs(eig[0, 0]).max())
+    for lay in (0, 1):
+        ell = attrs.get(f"eigenstrain_decay_fit_A_layer{lay}")
+        if ell is not None and not np.isfinite(ell):
+            log.warning("eigenstrain layer %d: the strain amplitude does not decay over the stack's %d planes; "
+                        "the fitted tail keeps the outermost plane's strain through the slab", lay,
+                        attrs[f"eigenstrain_planes_layer{lay}"])
+    if not attrs["flexo_verified"]:
+        log.warning("flexocoupling (%s): f11, f12, f44 = %.3g, %.3g, %.3g V not verified against a source (%s)",
+                    attrs["flexo_source"], attrs["f11_V"], attrs["f12_V"], attrs["f44_V"], attrs["flexo_citation"])
+    solver = PhaseFieldSolver(energy, RelaxSettings.from_config(pf), log)
     log.info("operators assembled in %.2f s", solver.setup_s)
     fp = fingerprint_of(pf, seed, eig)
     res = solver.relax(initial_polarisation(grid, pf["initial_amplitude"], seed).to(device), checkpoint, fp)
-    return to_dataset(energy, res, strain), res
+    ds = to_dataset(energy, res, strain)
+    ds.attrs.update({k: (v if not isinstance(v, float) or np.isfinite(v) else str(v)) for k, v in attrs.items()})
+    ds.attrs["residual_tol_V_per_m"] = float(pf["residual_tol_V_per_m"])
+    return ds, res
 
 
 def to_dataset(energy: SlabEnergy, r: RelaxResult, strain: xr.Dataset) -> xr.Dataset:
@@ -105,6 +139,7 @@ def to_dataset(energy: SlabEnergy, r: RelaxResult, strain: xr.Dataset) -> xr.Dat
                             "long_name": "integral of E_x, E_y along z through slab and vacuum"}),
             "energy": (("step",), r.energy, {"units": "aJ", "long_name": "total free energy"}),
             "energy_terms": (("term", "step"), r.energy_terms, {"units": "aJ"}),
+            "residual": (("step",), r.residual, {"units": "V/m", "long_name": "RMS over cells of |dF/dP|"}),
         },
         coords={"component": comp, "xy": ["x", "y"], "i": comp, "j": comp, "term": list(TERMS),
                 "voigt_inplane": ["xx", "yy", "xy"], "step": steps,
