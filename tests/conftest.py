@@ -31,6 +31,17 @@ TOY_CONFIG = REPO / "config" / "config.yaml"
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 PROFILES = REPO / "workflow" / "profiles"
 TOY_TIMEOUT_S = float(os.environ.get("TWISTOX_TOY_TIMEOUT", 1800))
+# A finished toy run to reuse instead of running it again (its working directory: results/, .snakemake/).
+TOY_WORKDIR = os.environ.get("TWISTOX_TOY_WORKDIR")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need a real workflow run (the `toy_run` fixture) are marked `workflow` and `slow`,
+    so `make test-fast` (-m "not slow and not workflow") never starts one."""
+    for item in items:
+        if "toy_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workflow)
+            item.add_marker(pytest.mark.slow)
 
 
 def snakemake_env(threads: int = 1) -> dict[str, str]:
@@ -128,9 +139,18 @@ class ToyRun:
 
 @pytest.fixture(scope="session")
 def toy_run(tmp_path_factory) -> ToyRun:
-    """Run the whole toy pipeline once per session: `snakemake --cores 2` on config/config.yaml."""
-    workdir = tmp_path_factory.mktemp("toy_run")
+    """Run the whole toy pipeline once per session: `snakemake --cores 2` on config/config.yaml
+    (or reuse the finished run in $TWISTOX_TOY_WORKDIR, which must have nothing left to do)."""
     common = ("--configfile", TOY_CONFIG)
+    if TOY_WORKDIR:
+        workdir = Path(TOY_WORKDIR).resolve()
+        jobs = planned_jobs(*common, workdir=workdir)
+        todo = dry_run_jobs(run_snakemake("-n", *common, workdir=workdir).stdout)
+        if [j for j in todo if j.rule != "all"]:
+            pytest.fail(f"TWISTOX_TOY_WORKDIR={workdir} is not a finished toy run: {sorted({j.rule for j in todo})}")
+        return ToyRun(workdir=workdir, results=workdir / "results", jobs=jobs,
+                      targets=[f for j in jobs if j.rule == "all" for f in j.inputs], wall_s=float("nan"), log="")
+    workdir = tmp_path_factory.mktemp("toy_run")
     jobs = planned_jobs(*common, workdir=workdir)
     targets = [f for j in jobs if j.rule == "all" for f in j.inputs]
     t0 = time.time()

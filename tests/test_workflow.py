@@ -10,10 +10,12 @@ import importlib.metadata
 import importlib.util
 import json
 import math
+import os
 import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +337,158 @@ def test_toy_pipeline_end_to_end(toy_run):
     p = run_snakemake("-n", "--configfile", TOY_CONFIG, workdir=wd)
     assert not [j for j in dry_run_jobs(p.stdout + p.stderr) if j.rule != "all"], "rerun would redo jobs"
     print(f"\ntoy pipeline: {len(toy_run.jobs)} jobs, {len(stores)} stores, wall {toy_run.wall_s:.1f} s")
+
+
+# Values, not only files (issue 14 item 9). Tolerances:
+NETWORK_PERIOD_RTOL = 0.02   # strain network periods vs λ = a / (2 sin(θ/2)): a supercell harmonic
+#                              L/√(h²+k²) is either λ (h = k = 1 for these CSLs) or ≥ 25 % away from it
+ANALYSIS_PERIOD_RTOL = 0.15  # the analysis' image-based period (peak of a 2D spectrum on a coarse grid)
+MIN_CONTRAST = 1e-3          # std / |mean| of every simulated image: a flat image means a broken simulation
+# Variables that must be finite everywhere ({artifact: names}); others must hold some finite value.
+FINITE = {"supercell.zarr": ("positions", "cell"), "relaxed.zarr": ("positions", "positions_rigid"),
+          "phasefield.zarr": ("P", "E", "phi", "E_projected"), "stem.zarr": ("haadf", "laadf", "com")}
+
+
+def _samples(results: Path):
+    return sorted(p for p in results.glob("*/theta*") if p.is_dir())
+
+
+@pytest.mark.slow
+def test_toy_pipeline_values(toy_run):
+    import warnings
+
+    import pandas as pd
+    import xarray as xr
+
+    samples = _samples(toy_run.results)
+    assert samples, "no sample directories"
+    for store in zarr_stores(toy_run.results):  # every artifact opens with plain xr.open_zarr, no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            xr.open_zarr(store).close()
+    for d in samples:
+        for art, names in FINITE.items():
+            if not (d / art).exists():
+                continue
+            ds = read_dataset(d / art)
+            for n in names:
+                if n in ds:
+                    assert np.isfinite(ds[n].values).all(), f"{d.name}/{art}:{n} has non-finite values"
+        for store in zarr_stores(d):
+            ds = read_dataset(store)
+            for n, v in ds.data_vars.items():
+                if np.issubdtype(v.dtype, np.floating) and v.size:
+                    assert np.isfinite(v.values).any(), f"{store}: {n} is all NaN"
+        # strain: finite on the interface planes; network period = moiré period λ
+        st = read_dataset(d / "strain.zarr")
+        lam = float(st.attrs["moire_period"])
+        planes = [int(p) for p in st.attrs.get("interface_planes", st["plane"].values)]
+        for n in ("eps_xx", "eps_yy", "eps_xy", "rotation"):
+            assert np.isfinite(st[n].sel(plane=planes).values).all(), f"{d.name}: strain {n} not finite"
+        for key in ("network_period_eps_xy", "network_period_twist"):
+            assert st.attrs[key] == pytest.approx(lam, rel=NETWORK_PERIOD_RTOL), (d.name, key, st.attrs[key], lam)
+        # stem: images with contrast
+        stem = read_dataset(d / "stem.zarr")
+        for n in [v for v in stem.data_vars if v in ("haadf", "laadf") or v.startswith("cross_section")]:
+            img = stem[n].values
+            flat = img.reshape(-1, *img.shape[-2:]) if img.ndim > 2 else img[None]
+            for k, im in enumerate(flat):
+                assert np.nanstd(im) > MIN_CONTRAST * abs(np.nanmean(im)), f"{d.name}: {n}[{k}] is flat"
+        assert np.std(stem["com"].values) > 0, f"{d.name}: COM map is flat"
+        # analysis: vortex totals zero per source (every simulated field is periodic: Σ winding = 0)
+        table = pd.read_csv(d / "vortices.csv")
+        assert {"source", "winding"} <= set(table.columns)
+        group = [c for c in ("source", "field", "plane") if c in table.columns]
+        for key, rows in table[table["source"] != "experiment"].groupby(group):
+            assert int(rows["winding"].sum()) == 0, f"{d.name}: windings of {key} sum to {rows['winding'].sum()}"
+        vort = next((d / n for n in ("vortices.zarr", "dpc.zarr") if (d / n).exists()), None)
+        assert vort is not None, f"{d.name}: no vortices.zarr / dpc.zarr"
+        period = read_dataset(vort).attrs.get("network_period", float("nan"))
+        if np.isfinite(period):
+            assert period == pytest.approx(lam, rel=ANALYSIS_PERIOD_RTOL), (d.name, period, lam)
+    # provenance: the run's effective config, as `twistox config` prints it for the same file
+    eff = toy_run.results / "effective_config.yaml"
+    assert eff.exists() and list((toy_run.results / "provenance").glob("config.*.yaml"))
+    from twistox.checks import check_all, load_config
+
+    assert yaml.safe_load(eff.read_text()) == check_all(load_config([TOY_CONFIG]), software=False)
+    summary = toy_run.results / "report" / "summary.csv"
+    assert summary.exists() and len(pd.read_csv(summary)) == len(samples)
+
+
+def test_artifacts_open_cleanly_with_xr_open_zarr(tmp_path):
+    """write_dataset stores consolidated metadata: plain xr.open_zarr opens a store without a warning,
+    also with Snakemake's .snakemake_timestamp inside (directory() outputs get one)."""
+    import warnings
+
+    import xarray as xr
+
+    from twistox.core.io import write_dataset
+
+    p = write_dataset(xr.Dataset({"a": (("x",), np.arange(3.0), {"units": "1"})}), tmp_path / "a.zarr")
+    (p / ".snakemake_timestamp").touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(p)
+        np.testing.assert_array_equal(ds["a"].values, [0.0, 1.0, 2.0])
+        ds.close()
+        assert read_dataset(p)["a"].attrs["units"] == "1"
+
+
+# --------------------------------------------------------------------------------------------
+# outputs follow code (issue 14 item 6): params.code = hash of the twistox source a rule runs
+# --------------------------------------------------------------------------------------------
+def test_code_version_covers_what_the_script_imports():
+    from twistox.codeversion import code_version, reached_files
+
+    src = REPO / "src" / "twistox"
+    rel = {str(p.relative_to(src)) for p in reached_files(REPO / "scripts" / "supercell.py") if p.is_relative_to(src)}
+    assert "supercell/builder.py" in rel and "core/io.py" in rel and "__init__.py" in rel
+    assert not any(r.startswith(("stem/", "relax/", "phasefield/")) for r in rel), rel
+    relax = {str(p.relative_to(src)) for p in reached_files(REPO / "scripts" / "relax.py") if p.is_relative_to(src)}
+    assert any(r.startswith("relax/") for r in relax) and any(r.startswith("mlip/") for r in relax)
+    assert code_version(REPO / "scripts" / "supercell.py") != code_version(REPO / "scripts" / "relax.py")
+    assert re.fullmatch(r"[0-9a-f]{16}", code_version(REPO / "scripts" / "strain.py"))
+
+
+def _copy_repo(dest: Path) -> Path:
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".venv", ".git", "results", ".snakemake", "logs",
+                                                              "__pycache__", ".pytest_cache", "*.egg-info"))
+    return dest / "Snakefile"
+
+
+@pytest.mark.workflow
+def test_editing_the_library_reruns_its_outputs(tmp_path):
+    """A copy of the repository runs the supercell job; editing a module it does not import changes
+    nothing, editing one it imports makes `snakemake -n` plan it again (params changed). The run
+    also leaves its effective config in results/ (the same as `twistox config` prints)."""
+    snakefile = _copy_repo(tmp_path / "repo")
+    wd = tmp_path / "w"
+    sample = sorted(resolve_samples(validate_config(yaml.safe_load(TOY_CONFIG.read_text())))["STO"])[0]
+    target = f"results/STO/{sample}/supercell.zarr"
+    run_snakemake(target, "--cores", "1", workdir=wd, snakefile=snakefile, timeout=600)
+
+    def planned():
+        p = run_snakemake("-n", target, workdir=wd, snakefile=snakefile)
+        return [j.rule for j in dry_run_jobs(p.stdout + p.stderr) if j.rule != "all"], p.stdout + p.stderr
+
+    assert planned()[0] == [], "a finished job must not be planned again"
+    other = tmp_path / "repo" / "src" / "twistox" / "stem" / "figures.py"
+    other.write_text(other.read_text() + "\n# edited\n")
+    assert planned()[0] == [], "a module the supercell script does not import must not rerun it"
+    mine = tmp_path / "repo" / "src" / "twistox" / "supercell" / "builder.py"
+    mine.write_text(mine.read_text() + "\n# edited\n")
+    rules, text = planned()
+    assert rules == ["supercell"], text[-3000:]
+    assert "params" in text.lower(), "the rerun reason is the changed code version (params trigger)"
+
+    # provenance of the run: the validated config, identical to `twistox config` for the same files
+    eff = yaml.safe_load((wd / "results" / "effective_config.yaml").read_text())
+    snaps = list((wd / "results" / "provenance").glob("config.*.yaml"))
+    assert len(snaps) == 1 and yaml.safe_load(snaps[0].read_text()) == eff
+    copy_src = tmp_path / "repo" / "src"
+    p = subprocess.run([sys.executable, "-m", "twistox.cli", "config", "--configfile",
+                        str(tmp_path / "repo" / "config" / "config.yaml")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(copy_src)}, cwd=copy_src, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert eff == yaml.safe_load(p.stdout)

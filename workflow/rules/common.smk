@@ -91,3 +91,46 @@ def final_targets():
     for system, sample in all_samples():
         out += [t.format(results=RESULTS, system=system, sample=sample) for t in SAMPLE_TARGETS]
     return out
+
+
+# Outputs follow code: every rule with a script gets params.code, a hash of the script and of every
+# twistox module it imports (twistox.codeversion), so Snakemake's params rerun trigger reruns the
+# rule -- and what depends on it -- after the library it runs was edited. Called by the Snakefile
+# once all rule files are included.
+def add_code_versions():
+    from twistox.codeversion import code_version
+
+    for r in workflow.rules:
+        if r.script is not None:
+            script = _Path(str(r.basedir.get_path_or_uri(secret_free=True))) / r.script
+            r.set_params(code=code_version(script))
+
+
+def write_effective_config(cfg):
+    """Provenance of a run: the validated config (defaults filled) as
+    {results}/provenance/config.<UTC time>.yaml, and {results}/effective_config.yaml (replaced
+    atomically), each headed by the command line, the config files, version and commit."""
+    import sys as _sys
+    import time as _time
+
+    import yaml as _yaml
+
+    from twistox import __version__
+    from twistox.core.io import git_commit
+
+    stamp = _time.strftime("%Y%m%dT%H%M%SZ", _time.gmtime())
+    head = (f"# twistox {__version__}, commit {git_commit()}, {stamp}\n"
+            f"# command: {' '.join(_sys.argv)}\n"
+            f"# config files: {', '.join(map(str, workflow.configfiles)) or 'none'}\n")
+    text = head + _yaml.safe_dump(cfg, sort_keys=False)
+    prov = _Path(cfg["results"]) / "provenance"
+    prov.mkdir(parents=True, exist_ok=True)
+    out = prov / f"config.{stamp}.yaml"
+    k = 1
+    while out.exists():  # two runs in the same second
+        out, k = prov / f"config.{stamp}.{k}.yaml", k + 1
+    out.write_text(text)
+    latest = _Path(cfg["results"]) / "effective_config.yaml"
+    tmp = latest.with_name(f".{latest.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, latest)

@@ -99,7 +99,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, *, config: dict | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            ds.to_zarr(tmp, mode="w", consolidated=False)
+            ds.to_zarr(tmp, mode="w", consolidated=True)  # xr.open_zarr(path) then opens without warnings
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
@@ -120,7 +120,7 @@ def read_dataset(path: str | os.PathLike, load: bool = True) -> xr.Dataset:
         raise FileNotFoundError(f"artifact not found: {path}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        ds = xr.open_zarr(path, consolidated=False)
+        ds = xr.open_zarr(path, consolidated=None)  # consolidated when present (older stores: not)
     return ds.load() if load else ds
 
 
