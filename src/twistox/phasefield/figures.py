@@ -123,3 +123,28 @@ def render_all(ds: xr.Dataset, out, tiles: int = 2) -> None:
     interface_plane(ds, out.fig_plane, tiles)
     projected_field(ds, out.fig_eproj, tiles)
     energy_history(ds, out.fig_energy)
+
+
+def dmi_sweep(csv_path, path):
+    """Handedness and E_projected winding at the nodes vs the DMI coefficient, from benchmarks/dmi_sweep.py's CSV
+    (rows of the network runs only: eig_scale 1, top_scale 1, not mirrored)."""
+    import pandas as pd
+
+    d = pd.read_csv(csv_path)
+    d = d[(d["eig_scale"] == 1.0) & (d["top_scale"] == 1.0) & (~d["mirror"].astype(bool))].sort_values("dmi")
+    D = d["dmi"].to_numpy(float)
+    x = np.where(D > 0, D, D[D > 0].min() / 3 if (D > 0).any() else 1.0)
+    net = lambda col: [np.mean([int(v) for v in str(s).split()]) for s in d[col]]  # noqa: E731
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.semilogx(x, d["interface_majority_fraction"], "o-", label="interface cells")
+    a1.semilogx(x, d["projected_majority_fraction"], "s--", label="∫P dz (single column)")
+    a1.set_ylim(-0.05, 1.1)
+    a1.set_ylabel("fraction of nodes, majority handedness")
+    a1.legend(fontsize=7)
+    a2.semilogx(x, net("E_defects_nodes"), "o-", label="nodes")
+    a2.semilogx(x, net("E_defects_walls"), "^:", label="wall midpoints")
+    a2.set_ylabel("net winding of E_projected")
+    a2.legend(fontsize=7)
+    for a in (a1, a2):
+        a.set_xlabel("DMI coefficient D (J m²/C²); D = 0 at left edge")
+    return save(fig, path)

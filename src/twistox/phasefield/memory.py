@@ -4,7 +4,7 @@ The solver's arrays are all linear in the number of grid points N = n² · nz: P
 eigenstrain (3×3 per cell), their gradients and line-search copies, the rfft buffers, and the
 per-wavevector block-tridiagonal factors of the elastic (3×3 blocks) and Poisson problems
 (n·(n/2+1)·(nz+1) blocks of complex128). Measured (benchmarks/bench_scaling.py, peak RSS vs N on
-CPU, float64, fit over 12²×12 … 40²×32): ``BYTES_PER_POINT`` per grid point on top of
+CPU, float64, fit over 12²×12 … 40²×32 = 1.7e3 … 5.1e4 points): ``BYTES_PER_POINT`` per grid point on top of
 ``BASE_MB`` for the Python process (torch, imports). The CUDA allocator holds about the same
 tensors (float64 throughout), so the same figure bounds GPU memory.
 """
@@ -15,8 +15,8 @@ from twistox.core.config import ConfigError
 
 __all__ = ["BYTES_PER_POINT", "BASE_MB", "grid_points", "phasefield_memory_mb", "check_phasefield_memory"]
 
-BYTES_PER_POINT = 4.4e3  # [B per grid point]; measured, see module docstring (benchmarks/results/scaling_fits.json)
-BASE_MB = 700.0  # [MB] the process before the grid (torch + twistox imports), measured peak RSS
+BYTES_PER_POINT = 2.97e3  # [B per grid point]; measured, see module docstring (benchmarks/results/scaling_fits.json)
+BASE_MB = 250.0  # [MB] the process before the grid (torch + twistox imports): intercept of the measured fit
 SAFETY = 1.25  # allocator fragmentation, autograd temporaries of the energy evaluation
 
 
