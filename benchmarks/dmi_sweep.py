@@ -33,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from twistox.phasefield import TERMS, Grid, PhaseFieldSolver, RelaxSettings, SlabEnergy
+from twistox.phasefield import Grid, PhaseFieldSolver, RelaxSettings, SlabEnergy
+from twistox.phasefield import sweep
 from twistox.phasefield.dmi import critical_dmi
 from twistox.phasefield.eigenstrain import fourier_field
 from twistox.phasefield.materials import Material, alpha1_pertsev
-from twistox.phasefield.network import network_coefficients, network_nodes
+from twistox.phasefield.figures import node_zoom
+from twistox.phasefield.network import network_coefficients
 
 ROOT = Path(__file__).resolve().parents[1]
 A = 1e-10
@@ -73,119 +74,14 @@ def build(n: int, nz: int, thickness_A: float, cells: int, mirror: bool, top_sca
         eig = eig[..., ::-1].copy()
         eig[0, 1] *= -1
         eig[1, 0] *= -1
-    sites = network_nodes(L, LAM, 0.0)
-    # wall midpoints (on a dislocation line halfway between nodes): between a node and the AA sites beside it
-    nodes = sites["nodes"]
-    sites["walls"] = np.mod(np.concatenate([nodes + [LAM / 2, 0.0], nodes + [0.0, LAM / 2]]), L)
-    return grid, eig, sites
-
-
-def ring_stats(vx: np.ndarray, vy: np.ndarray, x: np.ndarray, centre, r_in=3.0, r_out=9.0) -> tuple[float, float]:
-    """(<v.t>, <v.r>) / <|v|> on grid points with r_in <= r <= r_out (Å) of a periodic [y, x] field."""
-    L = x[1] - x[0] + x[-1] - x[0]
-    dx, dy = np.broadcast_arrays((x[None, :] - centre[0] + L / 2) % L - L / 2,
-                                 (x[:, None] - centre[1] + L / 2) % L - L / 2)
-    r = np.hypot(dx, dy)
-    sel = (r >= r_in) & (r <= r_out)
-    rx, ry = dx[sel] / r[sel], dy[sel] / r[sel]
-    px, py = vx[sel], vy[sel]
-    norm = np.hypot(px, py).mean() + 1e-300
-    return float((px * -ry + py * rx).mean() / norm), float((px * rx + py * ry).mean() / norm)
-
-
-def loop_winding(vx: np.ndarray, vy: np.ndarray, x: np.ndarray, centre, radius=6.0, npts=96) -> int:
-    """Winding of a periodic [y, x] field on a CCW circle around centre (Å): (1/2pi) sum wrap(d phase)."""
-    dx = x[1] - x[0]
-    t = np.linspace(0, 2 * np.pi, npts, endpoint=False)
-    cx = (centre[0] + radius * np.cos(t) - x[0]) / dx
-    cy = (centre[1] + radius * np.sin(t) - x[0]) / dx
-    sx = ndimage.map_coordinates(vx, [cy, cx], order=1, mode="grid-wrap")
-    sy = ndimage.map_coordinates(vy, [cy, cx], order=1, mode="grid-wrap")
-    ph = np.arctan2(sy, sx)
-    d = np.diff(np.append(ph, ph[0]))
-    return int(np.rint(((d + np.pi) % (2 * np.pi) - np.pi).sum() / (2 * np.pi)))
-
-
-def plaquette_winding(vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
-    """Winding of every plaquette (i, j)->(i, j+1)->(i+1, j+1)->(i+1, j) (CCW from +z) of a periodic [y, x] field."""
-    ph = np.arctan2(vy, vx)
-    wrap = lambda a: (a + np.pi) % (2 * np.pi) - np.pi  # noqa: E731
-    ex = wrap(np.roll(ph, -1, 1) - ph)
-    ey = wrap(np.roll(ph, -1, 0) - ph)
-    return np.rint((ex + np.roll(ey, -1, 1) - np.roll(ex, -1, 0) - ey) / (2 * np.pi)).astype(int)
+    return grid, eig, sweep.network_sites(L, LAM, 0.0)
 
 
 def analyse(energy: SlabEnergy, res, sites) -> dict:
-    g = energy.grid
-    P = res.P.numpy()
-    x = g.x_centres().numpy() / A
-    ib, it = g.interface_cell - 1, g.interface_cell
-    Pint = P.sum(1) * g.dz / A                 # ∫P dz through the slab (C/m² Å)
-    with torch.no_grad():
-        Ep = energy.projected_field(res.phi).numpy()
-    row: dict = {}
-    hand = {"bottom": [], "top": [], "projected": []}
-    radial = {"bottom": [], "top": []}
-    for kind in ("nodes", "aa"):
-        for c in sites[kind]:
-            for name, (vx, vy) in (("bottom", P[:2, ib]), ("top", P[:2, it]), ("projected", Pint[:2])):
-                circ, rad = ring_stats(vx, vy, x, c)
-                if kind == "nodes":
-                    hand[name].append(circ)
-                    if name in radial:
-                        radial[name].append(rad)
-            if kind == "nodes":
-                row.setdefault("E_winding_nodes", []).append(loop_winding(Ep[0], Ep[1], x, c))
-                row.setdefault("P_winding_nodes_bottom", []).append(loop_winding(*P[:2, ib], x, c))
-            else:
-                row.setdefault("E_winding_aa", []).append(loop_winding(Ep[0], Ep[1], x, c))
-                row.setdefault("aa_circ_bottom", []).append(ring_stats(*P[:2, ib], x, c)[0])
-    row["E_winding_walls"] = [loop_winding(Ep[0], Ep[1], x, c) for c in sites["walls"]]
-    # all defects of E_projected on the full periodic grid (no magnitude mask), net winding per site class
-    wmap = plaquette_winding(Ep[0], Ep[1])
-    assert int(wmap.sum()) == 0, "periodic winding map must sum to 0"
-    L = g.L / A
-    xc = x + 0.5 * (x[1] - x[0])          # plaquette centres
-    for cls in ("nodes", "aa", "walls"):
-        net = []
-        for c in sites[cls]:
-            dx, dy = np.broadcast_arrays((xc[None, :] - c[0] + L / 2) % L - L / 2,
-                                         (xc[:, None] - c[1] + L / 2) % L - L / 2)
-            net.append(int(wmap[np.hypot(dx, dy) < 8.0].sum()))
-        row[f"E_defects_{cls}"] = " ".join(str(v) for v in net)
-    row["E_plaquettes"] = f"+{int((wmap > 0).sum())} / -{int((wmap < 0).sum())}"
-    # a node counts as CW / CCW only when its circulation exceeds 0.1 <|P|> (else: neither)
-    iface = np.array(hand["bottom"] + hand["top"])
-    iface = np.where(np.abs(iface) > 0.1, np.sign(iface), 0)
-    n_ccw = int((iface > 0).sum())
-    row["interface_ccw"], row["interface_cw"] = n_ccw, int((iface < 0).sum())
-    row["interface_majority_fraction"] = max(n_ccw, row["interface_cw"]) / iface.size
-    proj = np.array(hand["projected"])
-    proj = np.where(np.abs(proj) > 0.1, np.sign(proj), 0)
-    row["projected_ccw"], row["projected_cw"] = int((proj > 0).sum()), int((proj < 0).sum())
-    row["projected_majority_fraction"] = max(row["projected_ccw"], row["projected_cw"]) / proj.size
-    for k in ("bottom", "top", "projected"):
-        row[f"circ_{k}"] = float(np.mean(hand[k]))
-    for k in radial:
-        row[f"radial_{k}"] = float(np.mean(radial[k]))
-    row["E_winding_nodes"] = " ".join(str(w) for w in row["E_winding_nodes"])
-    row["E_winding_aa"] = " ".join(str(w) for w in row["E_winding_aa"])
-    row["E_winding_walls"] = " ".join(str(w) for w in row["E_winding_walls"])
-    row["P_winding_nodes_bottom"] = " ".join(str(w) for w in row["P_winding_nodes_bottom"])
-    row["aa_circ_bottom"] = float(np.mean(row["aa_circ_bottom"]))
-    mag = np.sqrt((P ** 2).sum(0))
-    row["max_abs_P"] = float(mag.max())
-    row["max_abs_Pz"] = float(np.abs(P[2]).max())
-    prof = mag.max(axis=(1, 2))
-    row["interface_P"] = float(max(prof[ib], prof[it]))
-    row["max_abs_P_1nm_away"] = float(max(prof[np.abs(g.z_centres().numpy() - g.interface_z()) > 1e-9], default=0))
-    row["E_proj_max_V"] = float(np.hypot(Ep[0], Ep[1]).max())
-    for k, v in zip(TERMS, res.energy_terms[:, -1]):
-        row[f"F_{k}_aJ"] = float(v)
-    row["F_total_aJ"] = float(res.energy[-1])
-    row.update(steps=int(res.steps), stop=res.stop_reason, rejected=int(res.rejected),
-               residual_V_per_m=float(res.residual[-1]) if len(res.residual) else float("nan"))
-    return row
+    """twistox.phasefield.sweep.analyse at the Σ265 radii (3-9 Å ring, 6 Å loop, 8 Å defects), CSV-formatted."""
+    row = sweep.analyse(energy, res, sites)
+    row.pop("circ_net_interface")  # (circ_bottom + circ_top) / 2, not a column of this CSV
+    return {k: (" ".join(str(w) for w in v) if isinstance(v, list) else v) for k, v in row.items()}
 
 
 def softest_mode(d: float, args, steps: int = 40) -> dict:
@@ -221,37 +117,6 @@ def run_one(d: float, args, mirror=False, eig_scale=1.0, seed=0, top_scale=1.0):
            "wall_s": round(time.time() - t0, 1)}
     row.update(analyse(energy, res, sites))
     return row, res, energy, sites
-
-
-def _near(x, L, c, half=16.0):
-    """Index slice of grid points within +-half Å of c along one axis (periodic): (indices, offsets Å)."""
-    off = (x - c + L / 2) % L - L / 2
-    idx = np.flatnonzero(np.abs(off) <= half)
-    order = np.argsort(off[idx])
-    return idx[order], off[idx][order]
-
-
-def node_zoom(ax, vx, vy, x, L, c, title, colour=None):
-    """|v| (or colour-wheel) around one node with unit arrows (direction only), ±16 Å."""
-    from twistox.phasefield.figures import colour_wheel
-
-    ix, ox = _near(x, L, c[0])
-    iy, oy = _near(x, L, c[1])
-    sx, sy = vx[np.ix_(iy, ix)], vy[np.ix_(iy, ix)]
-    mag = np.hypot(sx, sy)
-    if colour == "wheel":
-        ax.imshow(colour_wheel(sx, sy), origin="lower", extent=(ox[0], ox[-1], oy[0], oy[-1]))
-        im = None
-    else:
-        im = ax.pcolormesh(ox, oy, mag, shading="nearest", cmap="magma")
-    u, v = sx / (mag + 1e-300), sy / (mag + 1e-300)
-    ax.quiver(ox, oy, u, v, color="k" if colour == "wheel" else "c", angles="xy", scale=22, width=0.006,
-              pivot="middle")
-    ax.plot(0, 0, "wo", mfc="none", ms=10)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=8)
-    ax.tick_params(labelsize=7)
-    return im
 
 
 def figures(rows, maps, d_est, d_thr, out_dir: Path, d_est_high: float | None = None):

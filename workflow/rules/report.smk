@@ -2,7 +2,10 @@
 # Inputs are every sample's analysis outputs plus whichever optional artifacts the included
 # rules can make (or that exist), so the report runs with the stages present.
 
-_REPORT_OPTIONAL = ("phasefield.zarr", "strain.zarr", "stem.zarr")
+_REPORT_OPTIONAL = ("phasefield.zarr", "strain.zarr", "stem.zarr") + (
+    ("image_inference.zarr",) if config["image_inference"]["enabled"] and config["stem"]["planview"]["enabled"] else ())
+# the optional chiral-coupling sweep (issue 19) only when enabled; an existing one is read by the report anyway
+_REPORT_OPTIONAL += ("phasefield_dmi_sweep.zarr",) if config["phasefield"]["dmi_sweep"]["values"] else ()
 
 
 def report_inputs(wc):

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from matplotlib.colors import hsv_to_rgb
+from matplotlib.ticker import NullFormatter
 
 from twistox.core.plots import save
 
@@ -147,4 +148,124 @@ def dmi_sweep(csv_path, path):
     a2.legend(fontsize=7)
     for a in (a1, a2):
         a.set_xlabel("DMI coefficient D (J m²/C²); D = 0 at left edge")
+    return save(fig, path)
+
+
+def _near(x: np.ndarray, L: float, c: float, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of grid points within ±half Å of c along one periodic axis, sorted, and their offsets (Å)."""
+    off = (x - c + L / 2) % L - L / 2
+    idx = np.flatnonzero(np.abs(off) <= half)
+    order = np.argsort(off[idx])
+    return idx[order], off[idx][order]
+
+
+def node_zoom(ax, vx: np.ndarray, vy: np.ndarray, x: np.ndarray, L: float, c, title: str, colour=None,
+              half: float = 16.0):
+    """|v| (or colour wheel) of a periodic [y, x] field ±half Å around the point c (Å), unit arrows (direction)."""
+    ix, ox = _near(x, L, c[0], half)
+    iy, oy = _near(x, L, c[1], half)
+    sx, sy = vx[np.ix_(iy, ix)], vy[np.ix_(iy, ix)]
+    mag = np.hypot(sx, sy)
+    im = None
+    if colour == "wheel":
+        h = 0.5 * (x[1] - x[0])  # imshow extent is the pixel edges; ox, oy are cell centres
+        ax.imshow(colour_wheel(sx, sy), origin="lower", extent=(ox[0] - h, ox[-1] + h, oy[0] - h, oy[-1] + h))
+    else:
+        im = ax.pcolormesh(ox, oy, mag, shading="nearest", cmap="magma")
+    u, v = sx / (mag + 1e-300), sy / (mag + 1e-300)
+    ax.quiver(ox, oy, u, v, color="k" if colour == "wheel" else "c", angles="xy", scale=22, width=0.006,
+              pivot="middle")
+    ax.plot(0, 0, "wo", mfc="none", ms=10)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return im
+
+
+def _dmi_axis(D: np.ndarray) -> tuple[np.ndarray, float]:
+    """Log-axis positions of the swept D (D = 0 drawn at a third of the smallest positive D)."""
+    lo = D[D > 0].min() / 3 if (D > 0).any() else 1e-3
+    return np.where(D > 0, D, lo), lo
+
+
+def dmi_handedness(ds: xr.Dataset, path):
+    """phasefield_dmi_sweep.zarr vs D: majority-handedness fraction, node circulation / radial part, net winding
+    of E_projected at nodes / AA / wall midpoints, and F_dmi, F - F(D=0). Threshold (if any) and estimate marked."""
+    D = ds["dmi"].values
+    xs, lo = _dmi_axis(D)
+    fig, (a1, a2, a3, a4) = plt.subplots(1, 4, figsize=(17, 3.9))
+    a1.semilogx(xs, ds["interface_majority_fraction"], "o-", label="interface cells (node, layer) vortices")
+    a1.semilogx(xs, ds["projected_majority_fraction"], "s--", label="∫P dz (single column; 0 = no net circulation)")
+    a1.set_ylim(-0.05, 1.1)
+    a1.set_ylabel("fraction with the majority handedness")
+    a2.semilogx(xs, ds["circ_bottom"], "o-", label="circulation, below")
+    a2.semilogx(xs, ds["circ_top"], "o-", label="circulation, above")
+    a2.semilogx(xs, ds["circ_projected"], "s--", label="circulation, ∫P dz")
+    a2.semilogx(xs, 0.5 * (ds["radial_bottom"] + ds["radial_top"]), "r:", marker=".", label="radial (+ source)")
+    a2.axhline(0, color="k", lw=0.5)
+    a2.set_ylabel("<P·t̂>, <P·r̂> / <|P|> at nodes (+ CCW)")
+    for key, mk, lab in (("E_defects_nodes", "o-", "nodes"), ("E_defects_aa", "s--", "AA sites"),
+                         ("E_defects_walls", "^:", "wall midpoints")):
+        a3.semilogx(xs, ds[key].mean(ds[key].dims[1]), mk, label=lab)
+    a3.semilogx(xs, ds["E_winding_nodes"].mean("node"), "kx", label="nodes, circle r_loop")
+    a3.axhline(1, color="g", lw=0.6, ls=":")
+    a3.axhline(-1, color="r", lw=0.6, ls=":")
+    a3.set_ylabel("mean net winding of E_projected")
+    F = ds["energy_terms"]
+    a4.semilogx(xs, F.sel(term="dmi"), "o-", label="F_dmi")
+    a4.semilogx(xs, ds["F_total_aJ"] - float(ds["F_total_aJ"].sel(dmi=0.0)) if 0.0 in D else ds["F_total_aJ"], "s--",
+                label="F − F(D=0)")
+    a4.set_ylabel("energy (aJ per supercell)")
+    thr = ds.attrs.get("dmi_threshold")
+    est = ds.attrs.get("dmi_estimate")
+    for a in (a1, a2, a3, a4):
+        a.set_xlabel("D (J m²/C²); D = 0 at the left edge", fontsize=8)
+        a.xaxis.set_minor_formatter(NullFormatter())
+        if est is not None:
+            a.axvline(max(est, lo), color="b", lw=0.8, ls="--", label="estimate G θ/a" if a is a1 else None)
+        if isinstance(thr, (int, float)):
+            a.axvline(max(thr, lo), color="m", lw=0.8, ls="-.", label="single-handedness threshold" if a is a1 else None)
+        a.legend(fontsize=7)
+    fig.suptitle(f"chiral coupling sweep, θ = {ds.attrs.get('theta_deg', float('nan')):.2f}°, λ = "
+                 f"{ds.attrs.get('network_period_A', float('nan')):.1f} Å; threshold: "
+                 f"{thr if isinstance(thr, str) else f'{thr:.3g} J m²/C²'}; estimate (crude, κ = 1) {est:.3g}",
+                 fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def dmi_map_values(ds: xr.Dataset) -> dict[str, float]:
+    """The D of the map rows: 0, the threshold (if one was found) and the dimensional estimate (labels -> D)."""
+    D = ds["dmi"].values
+    pick = lambda v: float(D[np.argmin(np.abs(D - v))])  # noqa: E731
+    out = {"reference": pick(0.0)}
+    thr = ds.attrs.get("dmi_threshold")
+    if isinstance(thr, (int, float)):
+        out["threshold"] = pick(thr)
+    if ds.attrs.get("dmi_estimate") is not None:
+        out["estimate"] = pick(ds.attrs["dmi_estimate"])
+    return out
+
+
+def dmi_maps(ds: xr.Dataset, path, half: float | None = None):
+    """P_xy below / above the interface (|P| colour, direction arrows) and E_projected (colour wheel) around the
+    first node, at D = 0, the threshold (if any) and the estimate. Offsets in Å, [y, x], +x right, +y up."""
+    rows = dmi_map_values(ds)
+    x = ds["x"].values
+    L = float(ds.attrs["supercell_length"])
+    half = half or min(16.0, 0.36 * float(ds.attrs.get("network_period_A", L)))
+    c = (float(ds["node_x"][0]), float(ds["node_y"][0]))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.5 * len(rows)), squeeze=False)
+    for row_ax, (label, d) in zip(axes, rows.items()):
+        P = ds["P_interface"].sel(dmi=d).values
+        E = ds["E_projected"].sel(dmi=d).values
+        for ax, k, name in ((row_ax[0], 0, "below"), (row_ax[1], 1, "above")):
+            im = node_zoom(ax, P[k, 0], P[k, 1], x, L, c, f"{label} (D = {d:.3g}): P_xy {name} the interface\n"
+                           f"|P| colour (max {np.hypot(P[k, 0], P[k, 1]).max():.3g} C/m²), arrows = direction",
+                           half=half)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        node_zoom(row_ax[2], E[0], E[1], x, L, c, f"{label} (D = {d:.3g}): E_projected (colour wheel)", "wheel", half)
+    fig.suptitle(f"±{half:.0f} Å around a node (circle); x, y offsets in Å; threshold: {ds.attrs.get('dmi_threshold')}",
+                 fontsize=9)
+    fig.tight_layout()
     return save(fig, path)

@@ -166,7 +166,8 @@ class PhaseFieldSolver:
         a_max = max(abs(m.alpha1) for m in E.materials)
         self.A = self.s.stabilization * 2.0 * a_max
         self.dt = self.s.dt
-        self.beta = ALPHA_REF / self.dt + E.G * k2 + self.A       # (nz, n, nk)
+        self.beta0 = E.G * k2 + self.A                              # (nz, n, nk)
+        self.beta = ALPHA_REF / self.dt + self.beta0
         self.cdep = 1.0 / (EPS0 * E.eps_b)
         kk = torch.where(k2 > 0, k2, torch.ones_like(k2))
         self.khat = torch.stack([kx, ky, kzz]) / torch.sqrt(kk)    # (3, nz, n, nk), zero at k = 0
@@ -174,8 +175,10 @@ class PhaseFieldSolver:
         self.ez = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=self.dev)[:, None, None, None]
 
     def set_dt(self, dt: float):
-        """Current step (the settings keep the initial one)."""
-        self.beta = self.beta - ALPHA_REF / self.dt + ALPHA_REF / dt
+        """Current step (the settings keep the initial one). beta is rebuilt from dt, never updated
+        incrementally: its bits then depend on dt only, not on the dt history, so a resumed run
+        (dt restored from the checkpoint) preconditions exactly as the uninterrupted one."""
+        self.beta = ALPHA_REF / dt + self.beta0
         self.dt = dt
 
     # --- sub-solves -------------------------------------------------------------------
@@ -290,7 +293,8 @@ class PhaseFieldSolver:
             self.log.info("resumed from checkpoint %s at step %d", ck.path(CKPT_NAME), start)
         elif ck.dir is not None and ck.path(CKPT_NAME).exists():
             self.log.info("checkpoint %s belongs to another run; starting from step 0", ck.path(CKPT_NAME))
-        u, phi, eps_bar = self.equilibrate(P, u, phi, eps_bar)
+        if state is None:  # a checkpointed state is equilibrated already: once more would change its last bits
+            u, phi, eps_bar = self.equilibrate(P, u, phi, eps_bar)
         terms, gP = self.force(P, u, phi, eps_bar)
         if not hist:
             hist.append(terms)
@@ -321,7 +325,8 @@ class PhaseFieldSolver:
             if step % s.log_every == 0 or step == 1:
                 self.log.info("step %d: F = %.9g aJ, |dF/dP| = %.3g V/m, max|P| = %.4g C/m2, dt = %g",
                               step, F * AJ, res_hist[-1], float(P.abs().max()), self.dt)
-            if s.checkpoint_every and step % s.checkpoint_every == 0 and ck.dir is not None:
+            # every checkpoint_every steps, and at least every ck.interval_s (60 s, $TWISTOX_CHECKPOINT_INTERVAL_S)
+            if ck.dir is not None and s.checkpoint_every and (step % s.checkpoint_every == 0 or ck.due()):
                 ck.save(CKPT_NAME, key=fingerprint, P=P, u=u, phi=phi, eps_bar=eps_bar, hist=hist, residual=res_hist,
                         rejected=rejected, step=step, dt=self.dt, cg=cg)
                 self.log.info("checkpoint at step %d -> %s", step, ck.path(CKPT_NAME))

@@ -20,6 +20,9 @@ PAPER = {
     "atomistic_node_winding": ("B-site off-centring winding at nodes", "+1"),
     "atomistic_node_cw_fraction": ("CW fraction of atomistic node vortices", "1 (CW only)"),
     "dpc_node_winding": ("DPC E_proj winding at nodes", "+1"),
+    # issue 19: the chiral-coupling sweep (phasefield_dmi_sweep.zarr) at its largest D; experiment: one handedness
+    "pf_dmi_majority_fraction_Dmax": ("majority-handedness fraction, max DMI D", "1 (experiment)"),
+    "pf_dmi_Eproj_node_winding_Dmax": ("E_projected node winding, max DMI D", "+1 (experiment)"),
 }
 
 

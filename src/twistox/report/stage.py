@@ -21,6 +21,12 @@ CLAIMS = ("pf_max_P_C_m2", "pf_P_decay_length_A", "pf_P_node_winding_mean", "pf_
           "atomistic_node_winding", "atomistic_node_cw_fraction", "atomistic_cw_fraction", "dpc_node_winding")
 
 
+# image_inference.zarr attrs (twistox.imaging.inference.stage) -> summary columns "image_<attr>"
+IMAGE_ATTRS = ("theta_deg", "theta_uncertainty_deg", "theta_error_deg", "local_twist_correlation",
+               "gpa_layer0_exy_correlation", "gpa_layer1_exy_correlation",
+               "gpa_mean_lattice_exy_correlation_layer0", "gpa_mean_lattice_exy_correlation_layer1")
+
+
 def analysis_artifact(sample_dir: str | Path) -> Path | None:
     """The sample's analysis artifact: vortices.zarr, else the legacy dpc.zarr (one release), else None."""
     for name in ("vortices.zarr", "dpc.zarr"):
@@ -38,7 +44,7 @@ def _max_norm(da, comp_dim: str) -> float:
 def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
     """Summary of one sample: geometry (supercell.zarr), |P| maxima (phasefield.zarr, strain.zarr),
     network period, cross-section spacings, vortex statistics per source and the continuum-claims numbers
-    (vortices.zarr, or a legacy dpc.zarr)."""
+    (vortices.zarr, or a legacy dpc.zarr), the image-derived twist (image_inference.zarr)."""
     d = Path(sample_dir)
     row: dict = {"system": system, "sample": sample}
     sc = read_dataset(d / "supercell.zarr")
@@ -108,6 +114,48 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
             nd = [p["node_distance_mean"] for p in parts if p["node_distance_mean"] is not None
                   and np.isfinite(p["node_distance_mean"])]
             row[f"{s}_node_distance_mean_A"] = float(np.mean(nd)) if nd else np.nan
+    row.update(image_inference_row(d))
+    row.update(dmi_sweep_row(d))
+    return row
+
+
+DMI_COLUMNS = ("pf_dmi_values", "pf_dmi_threshold", "pf_dmi_estimate", "pf_dmi_majority_fraction_D0",
+               "pf_dmi_majority_fraction_Dmax", "pf_dmi_Eproj_node_winding_D0", "pf_dmi_Eproj_node_winding_Dmax")
+
+
+def dmi_sweep_row(sample_dir: str | Path) -> dict:
+    """Summary of phasefield_dmi_sweep.zarr (issue 19): swept D (J m²/C²), the single-handedness threshold (a number
+    or "none found"), the crude estimate G θ/a, the interface majority-handedness fraction and the mean net E_projected
+    winding at the nodes at D = 0 and at the largest D. NaN / "" where the artifact is absent."""
+    row: dict = {k: np.nan for k in DMI_COLUMNS}
+    row["pf_dmi_values"] = row["pf_dmi_threshold"] = ""
+    p = Path(sample_dir) / "phasefield_dmi_sweep.zarr"
+    if not p.exists():
+        return row
+    ds = read_dataset(p)
+    D = ds["dmi"].values
+    thr = ds.attrs.get("dmi_threshold", "none found")
+    row["pf_dmi_values"] = " ".join(f"{v:g}" for v in D)
+    row["pf_dmi_threshold"] = thr if isinstance(thr, str) else f"{float(thr):g}"
+    row["pf_dmi_estimate"] = float(ds.attrs.get("dmi_estimate", np.nan))
+    i0, imax = int(np.argmin(np.abs(D))), int(np.argmax(D))
+    frac = ds["interface_majority_fraction"].values
+    wind = ds["E_defects_nodes"].values.mean(axis=1)
+    row["pf_dmi_majority_fraction_D0"], row["pf_dmi_majority_fraction_Dmax"] = float(frac[i0]), float(frac[imax])
+    row["pf_dmi_Eproj_node_winding_D0"], row["pf_dmi_Eproj_node_winding_Dmax"] = float(wind[i0]), float(wind[imax])
+    return row
+
+
+def image_inference_row(sample_dir: str | Path) -> dict:
+    """Twist and image-vs-truth numbers of image_inference.zarr as columns ``image_<attr>`` (IMAGE_ATTRS;
+    θ in deg, correlations dimensionless); NaN where the artifact or the attr is absent."""
+    row = {f"image_{k}": np.nan for k in IMAGE_ATTRS}
+    p = Path(sample_dir) / "image_inference.zarr"
+    if p.exists():
+        a = read_dataset(p).attrs
+        for k in IMAGE_ATTRS:
+            v = a.get(k)
+            row[f"image_{k}"] = float(v) if v is not None else np.nan
     return row
 
 
