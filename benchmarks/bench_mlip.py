@@ -28,7 +28,7 @@ def _train(tmp: Path, channels: int, k: int) -> list[str]:
     from ase.calculators.lj import LennardJones
     from ase.io import write
 
-    from twistox.mlip.committee import TrainSettings, train_committee
+    from twistox.mlip.training import TrainSettings, train_committee
     from twistox.supercell.builder import Perovskite
     from twistox.dft.trainset import bulk_cell, rattle
 
@@ -49,7 +49,7 @@ def _train(tmp: Path, channels: int, k: int) -> list[str]:
 def _child(args) -> None:
     """Time force calls in this process; print JSON."""
     from twistox.supercell.lattice import nearest_csl
-    from twistox.mlip.committee import load_calculator
+    from twistox.mlip.calculator import load_calculator
     from twistox.core.runtime import set_threads
     from twistox.supercell.builder import BilayerSpec, build_bilayer
 

@@ -65,7 +65,10 @@ def main() -> None:
     from mace.calculators import MACECalculator
 
     from twistox.supercell.lattice import nearest_csl
-    from twistox.relax.relaxation import MaceBatchEvaluator, fire_relax, translate_top_layer, tune_malloc
+    from twistox.core.device import tune_malloc
+    from twistox.relax.evaluators import MaceBatchEvaluator
+    from twistox.relax.fire import fire_relax
+    from twistox.relax.scan import translate_top_layer
     from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     if args.device == "cpu":

@@ -13,8 +13,8 @@ import pytest
 from ase.calculators.lj import LennardJones
 
 from twistox.core.config import ConfigError
-from twistox.dft.labelling import (CalculatorUnavailable, Labeller, check_calculator, collect, gpaw_setups, kpoints,
-                         label_one, make_calculator)
+from twistox.dft.calculators import CalculatorUnavailable, check_calculator, gpaw_setups, kpoints, make_calculator
+from twistox.dft.labeller import Labeller, collect, label_one
 from twistox.supercell.builder import Perovskite
 from twistox.dft.trainset import bulk_cell, rattle, slab_1x1
 
@@ -109,7 +109,7 @@ import sys, time
 sys.path.insert(0, {src!r})
 import numpy as np
 from ase.calculators.lj import LennardJones
-from twistox.dft.labelling import Labeller
+from twistox.dft.labeller import Labeller
 from twistox.supercell.builder import Perovskite
 from twistox.dft.trainset import bulk_cell, rattle
 
@@ -164,3 +164,108 @@ def test_changed_settings_do_not_reuse_labels(tmp_path):
     Labeller(tmp_path, "gpaw", {"ecut_eV": 300}, calc_factory=lambda a, d, t: LennardJones()).label(frames)
     lab2 = Labeller(tmp_path, "gpaw", {"ecut_eV": 500}, calc_factory=lambda a, d, t: LennardJones())
     assert not any(lab2.done(a) for a in frames)
+
+
+def test_transient_failures_are_retried_and_scf_failures_are_permanent(tmp_path):
+    """Issue 14 item 4: out of memory / launcher / missing code are not cached as failures; a resume retries them;
+    labels.csv tells scf_failed (permanent) from transient."""
+    import subprocess
+
+    from twistox.dft.labeller import classify_failure
+    from twistox.dft.stage import labels_table
+
+    calls = {}
+
+    def raising(exc):
+        class Failing(LennardJones):
+            def calculate(self, *a, **k):
+                raise exc
+        return Failing()
+
+    errors = {1: MemoryError("cannot allocate 8 GiB"), 2: OSError("mpirun: launcher failed on node 3"),
+              3: RuntimeError("SCF did not converge after 80 iterations")}
+
+    def factory(at, d, t):
+        i = at.info["frame_id"]
+        calls[i] = calls.get(i, 0) + 1
+        return raising(errors[i]) if i in errors else LennardJones()
+
+    frames = _frames(4)
+    lab = Labeller(tmp_path, "gpaw", {}, calc_factory=factory)
+    st = lab.label(frames, retries=1)
+    assert [s["status"] for s in st] == ["ok", "transient", "transient", "failed"]
+    assert [s["failure"] for s in st] == ["", "transient", "transient", "scf_failed"]
+    assert calls == {0: 1, 1: 2, 2: 2, 3: 1}  # transient ones retried once in the same run, SCF failure not
+    table = labels_table(st).splitlines()
+    assert table[0].split(",")[5] == "failure"
+    assert [r.split(",")[5] for r in table[1:]] == ["", "transient", "transient", "scf_failed"]
+    # resume on a healthy node: the transient frames are labelled, the SCF failure stays cached
+    errors.pop(1)
+    errors.pop(2)
+    st = Labeller(tmp_path, "gpaw", {}, calc_factory=factory).label(frames)
+    assert [s["status"] for s in st] == ["ok", "ok", "ok", "failed"]
+    assert calls == {0: 1, 1: 3, 2: 3, 3: 1}
+    good, _ = collect(frames, lab)
+    assert [g.info["frame_id"] for g in good] == [0, 1, 2]
+    # a calculator that cannot even be built (licence/code missing) is transient too
+    assert classify_failure(FileNotFoundError("vasp_std: not found"))[1] == "transient"
+    assert classify_failure(subprocess.CalledProcessError(137, "srun pw.x"))[1] == "transient"
+    assert classify_failure(RuntimeError("CUDA out of memory"))[1] == "transient"
+    assert classify_failure(FloatingPointError("non-finite energy or forces"))[1] == "scf_failed"
+
+
+def test_transient_failures_stop_the_stage_unless_skipped(tmp_path, monkeypatch):
+    from twistox.dft import stage
+
+    frames = _frames(4)
+    for i, f in enumerate(frames):
+        f.info["split"] = "test" if i == 3 else "train"
+    cfg = {"device": "cpu", "dft": {"calculator": "gpaw", "transient_retries": 0, "on_transient_failure": "fail"}}
+
+    class Oom(LennardJones):
+        def calculate(self, *a, **k):
+            raise MemoryError("oom")
+
+    real = stage.Labeller
+
+    class Fake(real):
+        def _factory(self, atoms, directory, txt):
+            return Oom() if atoms.info["frame_id"] == 1 else LennardJones()
+
+    monkeypatch.setattr(stage, "Labeller", Fake)
+    monkeypatch.setattr(stage, "check_calculator", lambda *a, **k: None)
+    with pytest.raises(stage.TransientLabelFailure, match="rerun to retry"):
+        stage.run_label(frames, tmp_path / "c", cfg)
+    cfg["dft"]["on_transient_failure"] = "skip"
+    train, test, good, statuses = stage.run_label(frames, tmp_path / "c", cfg)
+    assert [a.info["frame_id"] for a in train] == [0, 2] and len(test) == 1
+    assert statuses[1]["failure"] == "transient"
+
+
+def test_espresso_hubbard_u_is_written_in_ev(tmp_path, monkeypatch):
+    """pw.x reads Hubbard_U in eV (INPUT_PW), ecutwfc/degauss in Ry: the input file must say U = 5.3 for Ti.
+    The pre-split factory divided U by the Rydberg (0.39 eV), which this test rejects."""
+    import io
+
+    from ase.io.espresso import write_espresso_in
+
+    from twistox.dft import calculators
+
+    monkeypatch.setattr(calculators, "check_calculator", lambda *a, **k: None)
+    at = bulk_cell(Perovskite())
+    settings = {"calculator": "espresso", "hubbard_u": {"Ti": 5.3}, "ecut_eV": 500.0,
+                "espresso": {"command": "pw.x", "pseudo_dir": str(tmp_path),
+                             "pseudopotentials": {"Sr": "Sr.upf", "Ti": "Ti.upf", "O": "O.upf"}}}
+    calc = calculators.make_calculator("espresso", settings, at, directory=tmp_path)
+    system = calc.parameters["input_data"]["system"]
+    ti = list(dict.fromkeys(at.get_chemical_symbols())).index("Ti") + 1
+    assert system[f"Hubbard_U({ti})"] == pytest.approx(5.3)
+    assert system["ecutwfc"] == pytest.approx(500.0 / 13.605693122994, rel=1e-10)
+    buf = io.StringIO()
+    write_espresso_in(buf, at, input_data=calc.parameters["input_data"],
+                      pseudopotentials=settings["espresso"]["pseudopotentials"], kpts=(1, 1, 1))
+    text = buf.getvalue().lower()
+    species = [ln.split()[0] for ln in text.split("atomic_species")[1].strip().splitlines()[:3]]
+    assert f"hubbard_u({species.index('ti') + 1})" in text
+    line = [ln for ln in text.splitlines() if ln.strip().startswith(f"hubbard_u({species.index('ti') + 1})")][0]
+    assert float(line.split("=")[1]) == pytest.approx(5.3)

@@ -5,8 +5,10 @@ import pytest
 from ase.calculators.lj import LennardJones
 from ase.io import write
 
-from twistox.mlip.committee import (TrainSettings, error_metrics, load_calculator, mace_args, predict, select_diverse,
-                          train_committee)
+from twistox.mlip.active_learning import select_diverse
+from twistox.mlip.calculator import load_calculator
+from twistox.mlip.metrics import error_metrics, predict
+from twistox.mlip.training import TrainSettings, mace_args, train_committee
 from twistox.supercell.builder import Perovskite
 from twistox.dft.trainset import bulk_cell, rattle
 

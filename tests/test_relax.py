@@ -5,8 +5,12 @@ import pytest
 from ase.calculators.morse import MorsePotential
 from ase.cluster import Icosahedron
 
-from twistox.relax.relaxation import (AseEvaluator, Checkpoint, MaceBatchEvaluator, fire_relax, kinetic_temperature,
-                           langevin_md, translate_top_layer, translation_grid)
+from twistox.core.checkpoint import Checkpoint
+from twistox.core.md import AseEvaluator, kinetic_temperature
+from twistox.relax.evaluators import MaceBatchEvaluator
+from twistox.relax.fire import fire_relax
+from twistox.relax.md import langevin_md
+from twistox.relax.scan import translate_top_layer, translation_grid
 
 
 def morse_batch(n=3, seed=0):
@@ -210,7 +214,7 @@ def test_relax_bilayer_end_to_end(tmp_path):
 
     from twistox.core.io import read_dataset, structure_dataset, write_dataset
     from twistox.supercell.lattice import nearest_csl
-    from twistox.relax.relaxation import relax_bilayer, relaxed_dataset
+    from twistox.relax.stage import relax_bilayer, relaxed_dataset
     from twistox.supercell.builder import BilayerSpec, build_bilayer
 
     atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
@@ -241,3 +245,83 @@ def test_relax_bilayer_end_to_end(tmp_path):
     d = ds["positions"].values - ds["positions_rigid"].values
     d[:, :2] -= L * np.round(d[:, :2] / L)
     assert np.allclose(ds["displacement"].values, d)
+
+
+def test_split_relax_package_reproduces_the_pre_split_numbers():
+    """Issue 15 'nothing else changes': scan -> FIRE -> BAOAB MD on a fixed LJ bilayer gives the numbers of the
+    pre-split twistox.relax.relaxation (commit cb987a8; checked bit-identical side by side, values pinned here)."""
+    from ase.calculators.lj import LennardJones
+
+    from twistox.relax.stage import relax_bilayer
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+
+    atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
+    cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
+           "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
+           "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
+                  "friction_per_ps": 10.0, "sample_every": 5}}
+    out = relax_bilayer(atoms, LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True), cfg,
+                        np.random.default_rng(0))
+    assert out.energy_relaxed == pytest.approx(-3.9868581063990134, rel=1e-12)
+    assert out.scan_energy.sum() == pytest.approx(-6.155766715172524, rel=1e-12)
+    assert out.md.potential_energy[-1] == pytest.approx(-3.4332589533388087, rel=1e-10)
+    assert out.positions.sum() == pytest.approx(807.5426549197492, rel=1e-12)
+
+
+def test_one_md_integrator_serves_relax_and_active_learning():
+    """The committee MD of active learning runs the relax stage's BAOAB integrator: with the same seed, forces
+    and settings, its snapshots are the positions of twistox.relax.md.langevin_md's trajectory."""
+    from ase.calculators.lj import LennardJones
+
+    from twistox.core.md import AseEvaluator, LangevinBAOAB
+    from twistox.mlip.active_learning import committee_md
+
+    atoms = Icosahedron("Cu", 2)
+    atoms.center(vacuum=5.0)
+    atoms.pbc = True
+
+    class WithStd(LennardJones):
+        def calculate(self, *a, **k):
+            super().calculate(*a, **k)
+            self.results["force_std"] = np.zeros(len(self.atoms))
+
+    snaps, unc = committee_md(WithStd(sigma=2.3, epsilon=0.1, rc=6.0, smooth=True), atoms, 300.0, 20, 1.0, 5,
+                              np.random.default_rng(7), friction_per_fs=0.01)
+    ev = AseEvaluator(atoms, LennardJones(sigma=2.3, epsilon=0.1, rc=6.0, smooth=True))
+    integ = LangevinBAOAB(ev, atoms.get_masses(), 300.0, 1.0, 0.01, np.random.default_rng(7))
+    x = atoms.positions.copy()
+    v = integ.initial_velocities(x)
+    e, f = integ.forces(x)
+    for s in range(20):
+        e, f = integ.step(x, v, f)
+        if (s + 1) % 5 == 0:
+            assert np.array_equal(snaps[s // 5].positions, x)
+    assert len(snaps) == 4 and unc == [0.0] * 4
+
+
+def test_stage_run_relaxes_a_supercell_with_mace_models_and_resumes_from_its_checkpoints(tmp_path):
+    """twistox.relax.stage.run (what scripts/relax.py calls): supercell.zarr contents + model files + the
+    validated config -> relaxed.zarr contents; its checkpoints are keyed to the model file's bytes."""
+    pytest.importorskip("mace")
+    from twistox.core.checkpoint import Checkpoint
+    from twistox.core.config import with_schema_defaults
+    from twistox.core.io import structure_dataset
+    from twistox.relax import stage
+    from twistox.supercell.builder import BilayerSpec, build_bilayer
+    from twistox.supercell.lattice import nearest_csl
+
+    model = tiny_mace(tmp_path / "tiny.model")
+    atoms = build_bilayer(nearest_csl(36.87, 30), BilayerSpec(bottom_cells=1, top_cells=1))
+    relax = with_schema_defaults("relax", {"committee_mode": "first", "translation_grid": 1, "scan_max_steps": 3,
+                                           "max_steps": 3, "checkpoint_interval_s": 0.0, "md": {"enabled": False},
+                                           "lattice_constant": "config"})  # random weights: no cubic E(V) minimum
+    config = {"relax": relax, "device": "cpu"}
+    ck = tmp_path / "ck"
+    ds, final = stage.run(structure_dataset(atoms), [model], config, np.random.default_rng(0), 1, checkpoint_dir=ck)
+    assert ds["positions"].shape == (len(atoms), 3) and len(final) == len(atoms)
+    assert np.isfinite(ds.attrs["energy_relaxed"]) and ds.attrs["md_ran"] is False
+    key = stage.relax_checkpoint_key(atoms, relax, 1, [model])
+    assert Checkpoint(ck, key).load("refine") is not None
+    model.write_bytes(model.read_bytes() + b"\0")  # another model file: the checkpoints no longer apply
+    assert stage.relax_checkpoint_key(atoms, relax, 1, [model]) != key

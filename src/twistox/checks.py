@@ -117,6 +117,13 @@ def check_image_inference(config: dict) -> None:
         _run("image_inference", check_config, config["image_inference"])
 
 
+def check_electronic(config: dict) -> None:
+    if config.get("electronic"):
+        from twistox.electronic.stage import check_settings
+
+        _run("electronic", check_settings, config["electronic"])
+
+
 def check_experiment(config: dict, samples: dict[str, list[str]], probe: bool = True) -> None:
     """analysis.experiment: system/sample of this run, file present, format known, and (probe)
     the file's header: rank, shape and calibration read without loading the data."""
@@ -167,6 +174,7 @@ def check_all(config: dict, software: bool = True, probe_files: bool = True) -> 
     check_phasefield(config)
     check_stem(config)
     check_image_inference(config)
+    check_electronic(config)
     check_experiment(config, {s: list(v) for s, v in samples.items()}, probe=probe_files)
     return config
 

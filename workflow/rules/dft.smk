@@ -33,7 +33,8 @@ rule dft_label:
     params:
         # per-frame results survive a killed job (not a declared output): a rerun labels only the rest
         cache=lambda wc: f"{RESULTS}/{wc.system}/dft/cache",
-        settings=lambda wc: {k: v for k, v in config["dft"].items() if k != "configs"},
+        settings=lambda wc: {k: v for k, v in config["dft"].items()
+                             if k not in ("configs", "transient_retries", "on_transient_failure")},
     log:
         "logs/dft_label/{system}.log",
     benchmark:

@@ -6,6 +6,8 @@ COMMITTEE = range(int(config["mlip"]["committee_size"]))
 rule mlip_train:
     input:
         train=rules.dft_label.output.train,
+        # mlip.foundation_model (a MACE .model to fine-tune from): a changed file retrains
+        foundation=lambda wc: [config["mlip"]["foundation_model"]] if config["mlip"].get("foundation_model") else [],
     output:
         workdir=directory(f"{RESULTS}/{{system}}/mlip/iter0"),
     params:

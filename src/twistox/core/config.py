@@ -14,8 +14,6 @@ from typing import Any
 import jsonschema
 import yaml
 
-from twistox.supercell.lattice import CSL, nearest_csl, validate_angle
-from twistox.supercell.builder import BilayerSpec, Perovskite
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 
@@ -126,6 +124,8 @@ def validate_config(config: dict) -> dict:
         f = SCHEMA_DIR / f"{section}.schema.yaml"
         if f.exists() and isinstance(config[section], dict):
             _check(config[section], _schema(section), (section,))
+    from twistox.supercell.stage import bilayer_spec
+
     for name in config["systems"]:
         try:
             spec = bilayer_spec(config, name)
@@ -137,25 +137,10 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-def material(config: dict, system: str) -> Perovskite:
-    s = config["systems"][system]
-    return Perovskite(A=s["A"], B=s["B"], X=s["X"], a=float(s["a"]))
-
-
-def bilayer_spec(config: dict, system: str, translation=None) -> BilayerSpec:
-    """BilayerSpec of a configured system (translation from the supercell section by default)."""
-    s = config["systems"][system]
-    t = translation if translation is not None else config.get("supercell", {}).get("translation", [0.0, 0.0])
-    return BilayerSpec(
-        material=material(config, system), interface=s["interface"],
-        bottom_cells=s["bottom_cells"], top_cells=s["top_cells"],
-        bottom_outer=s["bottom_outer"], top_outer=s["top_outer"],
-        interlayer_spacing=s.get("interlayer_spacing"), translation=tuple(t), vacuum=float(s["vacuum"]),
-    )
-
-
-def resolve_samples(config: dict) -> dict[str, dict[str, CSL]]:
+def resolve_samples(config: dict) -> dict:
     """{system: {sample_name: CSL}} for every requested angle; raises ConfigError."""
+    from twistox.supercell.lattice import nearest_csl, validate_angle  # the twist grammar lives with the lattice
+
     tw = config["twist"]
     out: dict[str, dict[str, CSL]] = {}
     csls = {}
@@ -173,6 +158,15 @@ def resolve_samples(config: dict) -> dict[str, dict[str, CSL]]:
     for system in config["systems"]:
         out[system] = dict(csls)
     return out
+
+
+def with_schema_defaults(name: str, values: dict | None = None) -> dict:
+    """A validated copy of one config section (``workflow/schemas/{name}.schema.yaml``) with the schema's
+    defaults filled in: for library entry points called outside the workflow (tests, notebooks), so
+    that no library function carries defaults of its own. Raises ConfigError."""
+    inst = _copy(values or {})
+    _check(inst, _schema(name), (name,))
+    return inst
 
 
 def section(config: dict, *names: str) -> dict:

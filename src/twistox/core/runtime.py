@@ -1,4 +1,7 @@
-"""Run-time helpers shared by the rule scripts: logging, devices, threads, seeds."""
+"""Run-time helpers shared by the rule scripts: logging, threads, seeds.
+
+Devices live in :mod:`twistox.core.device` (``torch_device`` is re-exported here for old callers).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from twistox.core.device import torch_device  # noqa: F401  (re-export)
 
 
 def setup_logging(log_path: str | os.PathLike | None = None, name: str = "twistox") -> logging.Logger:
@@ -52,20 +57,3 @@ def seed_everything(seed: int) -> np.random.Generator:
     except ImportError:
         pass
     return np.random.default_rng(seed)
-
-
-def torch_device(preference: str = "auto") -> str:
-    """'cuda' when asked for or available under 'auto', else 'cpu'."""
-    if preference not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: {preference!r} is not allowed; allowed: auto, cpu, cuda")
-    if preference == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
-    if preference == "cuda" and not has_cuda:
-        raise RuntimeError("device: 'cuda' requested but no CUDA device is available")
-    return "cuda" if has_cuda else "cpu"

@@ -19,7 +19,7 @@ Lengths in Å, strains dimensionless, temperatures in K. Every frame gets a stab
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
@@ -122,9 +122,9 @@ class TrainsetSettings:
     bulk: int = 8
     bulk_repeat: tuple[int, int, int] = (1, 1, 1)
     bulk_max_strain: float = 0.03
-    slab: int = 4
+    slab: int = 2
     slab_planes: int = 4
-    bilayer_grid: int = 3
+    bilayer_grid: int = 2
     bilayer_cells: int = 1
     bilayer_spacing_jitter: float = 0.15
     bilayer_min_distance: float = 1.9
@@ -139,6 +139,7 @@ class TrainsetSettings:
     rattle: float = 0.05
     vacuum: float = 8.0
     test_fraction: float = 0.2
+    twisted: dict = field(default_factory=dict)  # dft.configs.twisted (twistox.dft.twisted)
 
     @classmethod
     def from_config(cls, d: dict) -> "TrainsetSettings":
@@ -149,7 +150,7 @@ class TrainsetSettings:
 
 
 def generate(mat: Perovskite, spec: BilayerSpec, s: TrainsetSettings, rng: np.random.Generator,
-             md_calc_factory=None, max_sigma: int = 30) -> list[Atoms]:
+             md_calc_factory=None, max_sigma: int = 30, path_calc_factory=None) -> list[Atoms]:
     """All training configurations (unlabelled), with config_type, frame_id and split in info.
 
     ``md_calc_factory()`` returns the ASE calculator that drives the ``md`` snapshots
@@ -185,6 +186,10 @@ def generate(mat: Perovskite, spec: BilayerSpec, s: TrainsetSettings, rng: np.ra
             at.set_array("layer", keep["layer"])
             at.info.update(translation=list(shift), sigma=csl.sigma, theta_deg=csl.theta_deg)
             frames.append(_tag(rattle(at, rng, s.rattle), "twisted"))
+    if s.twisted:  # twisted_rigid / twisted_path frames (``path_calc_factory`` drives the paths)
+        from twistox.dft.twisted import TwistedSettings, twisted_frames
+
+        frames += twisted_frames(mat, spec, TwistedSettings.from_config(s.twisted), rng, s.vacuum, path_calc_factory)
     if s.md > 0:
         if md_calc_factory is None:
             raise ValueError("md: snapshots requested but no MD calculator given")

@@ -61,7 +61,9 @@ class BilayerSpec:
         """Plane kinds of the bottom layer (bottom to top) and the top layer (bottom to top)."""
         parts = self.interface.split("-")
         if len(parts) != 2:
-            allowed = [f"{x}-{y}" for x in ("SrO", "TiO2") for y in ("SrO", "TiO2")]
+            m = self.material
+            names = (f"{m.A}{m.X}", f"{m.B}{m.X}2")  # the configured chemistry, e.g. SrO, TiO2
+            allowed = [f"{x}-{y}" for x in names for y in names]
             raise ValueError(f"interface: {self.interface!r} is not 'BOTTOM-TOP'; allowed e.g. {allowed}")
         kb = self.material.plane_kind(parts[0], "interface")
         kt = self.material.plane_kind(parts[1], "interface")

@@ -1,0 +1,95 @@
+"""MLIP stage drivers: what ``scripts/mlip_train.py`` and ``scripts/mlip_active_learning.py`` call."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from ase import Atoms
+
+from twistox.core.device import torch_device
+from twistox.mlip.active_learning import ALSettings, active_learning
+from twistox.mlip.metrics import spearman, uncertainty_vs_error
+from twistox.mlip.subsets import twisted_block
+from twistox.mlip.training import TrainSettings, epoch_times, train_committee
+
+log = logging.getLogger("twistox")
+
+
+def median(values: list[float]) -> float | None:
+    """Upper median (None when empty)."""
+    return float(sorted(values)[len(values) // 2]) if values else None
+
+
+def run_train(train_file: str | Path, workdir: str | Path, config: dict) -> list[Path]:
+    """Train the initial committee on ``train_file`` into ``workdir``; return the member model paths."""
+    s = TrainSettings.from_config(config["mlip"])
+    device = torch_device(config["device"])
+    # members run as parallel processes; on one GPU they share it, on CPU they share the rule's threads
+    workers = s.committee_size
+    paths = train_committee(train_file, workdir, s, seed=config["seed"], device=device, workers=workers, log=log)
+    et = [t for p in paths for t in epoch_times(p.parent)]
+    log.info("initial committee: %d models on %s, %.2f s per epoch (median over members, %d in parallel)",
+             len(paths), device, median(et) or float("nan"), workers)
+    return paths
+
+
+def al_start_cells(config: dict, system: str) -> list[Atoms]:
+    """Start cells of the committee MD (``mlip.active_learning.cells``) of one system."""
+    from twistox.dft.trainset import TrainsetSettings, start_cells
+    from twistox.supercell.stage import bilayer_spec, material
+
+    al = ALSettings.from_config(config["mlip"]["active_learning"])
+    ts = TrainsetSettings.from_config(config["dft"]["configs"])
+    return start_cells(al.cells, material(config, system), bilayer_spec(config, system, (0.0, 0.0)), ts,
+                       al.twisted_angles_deg, config["twist"]["max_sigma"])
+
+
+def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], initial_dir: str | Path,
+                        workdir: str | Path, labeller, config: dict, label_workers: int = 1
+                        ) -> tuple[list[Path], list[Atoms], dict, dict]:
+    """Active learning from a fresh copy of the initial committee (a rerun repeats the same AL).
+
+    Returns (model paths, frames added, metrics.json contents, uncertainty-vs-error arrays).
+    """
+    t0 = time.time()
+    s = TrainSettings.from_config(config["mlip"])
+    al = ALSettings.from_config(config["mlip"]["active_learning"])
+    device = torch_device(config["device"])
+    work = Path(workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(initial_dir, work)
+    log.info("active learning: %d iterations, %d start cells x %d temperatures, %d frames per iteration",
+             al.iterations, len(starts), len(al.temperatures_K), al.frames_per_iteration)
+    paths, history, added = active_learning(train, test, starts, work, s, al, labeller, config["seed"], device,
+                                            workers=s.committee_size, label_workers=label_workers, log=log)
+    ue = uncertainty_vs_error(paths, test, device)
+    metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
+                         labeller.record, paths)
+    metrics["twisted"] = twisted_block(paths, test, config["mlip"]["load_mode"], device, ue["pred"])  # issue 12
+    metrics.update(device=device, wall_time_s=time.time() - t0)
+    log.info("final (%s): test energy MAE %.2f meV/atom, force MAE %.1f meV/Å, RMSE %.1f meV/Å, R2 %.3f",
+             metrics["evaluated_model"], metrics["energy_mae_meV_per_atom"], metrics["forces_mae_meV_per_A"],
+             metrics["forces_rmse_meV_per_A"], metrics["forces_r2"])
+    return paths, added, metrics, ue
+
+
+def al_metrics(history: list[dict], load_mode: str, train: list[Atoms], test: list[Atoms], added: list[Atoms],
+               committee_size: int, ue: dict, label_record: dict, paths: list[Path]) -> dict:
+    """metrics.json: the errors of what later stages load (``load_mode``), both variants, AL history."""
+    first = history[-1]["first_model"]
+    mean = {k: v for k, v in history[-1].items() if k in first}
+    et = [t for p in paths for t in epoch_times(p.parent)]
+    return {
+        **(first if load_mode == "first" else mean),
+        "evaluated_model": "model_0" if load_mode == "first" else "committee mean",
+        "n_train": len(train) + len(added), "n_train_dft": len(train), "n_train_active_learning": len(added),
+        "n_test": len(test), "n_test_atoms": sum(len(a) for a in test), "committee_size": committee_size,
+        "committee_mean": mean, "first_model": first,
+        "test_uncertainty_error_spearman": spearman(ue["force_std"], ue["force_error"]),
+        "test_force_std_mean_meV_per_A": float(ue["force_std"].mean() * 1e3),
+        "labels_calculator": label_record["calculator"], "labels_are_dft": label_record["is_dft"],
+        "train_time_per_epoch_s": median(et), "iterations": history,
+    }

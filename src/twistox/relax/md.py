@@ -1,0 +1,87 @@
+"""Langevin MD of the relaxed bilayer and its time-averaged positions (one structure, N atoms).
+
+The integrator is :class:`twistox.core.md.LangevinBAOAB` (the one MD integrator of twistox).
+Units: Å, eV, fs, K, amu.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twistox.core.checkpoint import Checkpoint
+from twistox.core.md import Evaluator, LangevinBAOAB, kinetic_temperature
+
+log = logging.getLogger("twistox")
+
+__all__ = ["MDResult", "langevin_md", "kinetic_temperature"]
+
+
+@dataclass
+class MDResult:
+    mean_positions: np.ndarray  # (N, 3) Å, unwrapped, centre-of-mass drift removed
+    final_positions: np.ndarray  # (N, 3) Å
+    time_fs: np.ndarray  # (T,) sampled times
+    temperature: np.ndarray  # (T,) K
+    potential_energy: np.ndarray  # (T,) eV
+    n_averaged: int
+    extra: dict = field(default_factory=dict)
+
+
+def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray, temperature_K: float,
+                timestep_fs: float, n_steps: int, n_discard: int, friction_per_fs: float = 0.01,
+                sample_every: int = 10, rng: np.random.Generator | None = None,
+                checkpoint: Checkpoint | None = None, phase: str = "md") -> MDResult:
+    """Langevin MD (BAOAB) and position averaging over steps ``n_discard < s <= n_steps``.
+
+    Positions are never wrapped, so the average is the unwrapped time average; the
+    centre-of-mass displacement of each frame is removed before averaging (Langevin noise
+    makes the whole cell drift). Velocities start from a Maxwell-Boltzmann draw at
+    ``temperature_K`` with zero total momentum. Friction in 1/fs.
+    """
+    if not (0 <= n_discard < n_steps):
+        raise ValueError(f"need 0 <= n_discard ({n_discard}) < n_steps ({n_steps})")
+    rng = rng or np.random.default_rng(0)
+    integ = LangevinBAOAB(evaluator, masses, temperature_K, timestep_fs, friction_per_fs, rng, sid=0)
+    m = integ.m
+    x = np.array(positions, float, copy=True)
+    com0 = (m * x).sum(0) / m.sum()
+    v = integ.initial_velocities(x)
+    step, acc, n_acc = 0, np.zeros_like(x), 0
+    tr_t, tr_T, tr_E = [], [], []
+    state = checkpoint.load(phase) if checkpoint else None
+    if state is not None:
+        x, v, acc, n_acc, step = state["x"], state["v"], state["acc"], int(state["n_acc"]), int(state["step"])
+        tr_t, tr_T, tr_E = list(state["tr_t"]), list(state["tr_T"]), list(state["tr_E"])
+        rng.bit_generator.state = state["rng"]
+        log.info("%s: resumed from checkpoint at step %d of %d", phase, step, n_steps)
+
+    def save() -> None:
+        checkpoint.save(phase, x=x, v=v, acc=acc, n_acc=n_acc, step=step, tr_t=np.array(tr_t),
+                        tr_T=np.array(tr_T), tr_E=np.array(tr_E), rng=rng.bit_generator.state)
+
+    e, f = integ.forces(x)
+    t_last = time.monotonic()
+    while step < n_steps:
+        e, f = integ.step(x, v, f)
+        step += 1
+        if step > n_discard:
+            acc += x - ((m * x).sum(0) / m.sum() - com0)
+            n_acc += 1
+        if step % sample_every == 0 or step == n_steps:
+            tr_t.append(step * timestep_fs)
+            tr_T.append(kinetic_temperature(v, m[:, 0]))
+            tr_E.append(e)
+        if checkpoint is not None and checkpoint.due():
+            save()
+        if time.monotonic() - t_last > 10.0:
+            t_last = time.monotonic()
+            log.info("%s: step %d/%d, T = %.1f K, E = %.4f eV", phase, step, n_steps,
+                     kinetic_temperature(v, m[:, 0]), e)
+    if checkpoint is not None:
+        save()
+    return MDResult(mean_positions=acc / max(n_acc, 1), final_positions=x, time_fs=np.array(tr_t),
+                    temperature=np.array(tr_T), potential_energy=np.array(tr_E), n_averaged=n_acc)
