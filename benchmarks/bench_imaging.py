@@ -67,6 +67,12 @@ def main():
         tt = best(train_epoch, 1)
         print(f"patch {size}x{size} at {samp} Å, width {width}: generate {n / tg:8.0f} patches/s, "
               f"train {n / tt:7.0f} patches/s, infer {n / ti:8.0f} patches/s")
+    from twistox.imaging.calibration import fit_contrast
+
+    img = bilayer(model, 256)
+    th = np.radians(22.62)
+    tc = best(lambda: fit_contrast(img, 0.1, model, np.stack([rot(-th / 2) * A, rot(th / 2) * A]), np.zeros((2, 2))), 1)
+    print(f"fit_contrast (20000 pixels of a 256x256 image): {tc:6.1f} s", flush=True)
     for n in args.image:
         img = bilayer(model, n)
         mp = n * n / 1e6

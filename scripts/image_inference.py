@@ -19,8 +19,23 @@ with stage_script(sm, "image_inference", seed_wildcard="sample") as run:
     image, sampling, model, hint, label = stage.simulated_input(stem, cfg, sm.config["stem"], system)
     run.log.info("image %s (%s): %d x %d px at %.3f Å", cfg["image"], label, *image.shape, sampling)
     device = torch_device(sm.config["device"])
+    ms = cfg["regressor"]["multislice"]
+    contrast, known, calib = None, [], None
+    if ms["calibrate"] or ms["translations"]:  # abTEM images of known bilayers with this sample's stem settings
+        from twistox.supercell.builder import Perovskite
+
+        material = Perovskite(system["A"], system["B"], system["X"], float(system["a"]))
+        contrast, known, calib = stage.multislice_training(cfg, sm.config["stem"], float(stem.attrs["theta_deg"]), model,
+                                                           material, system.get("interface"), int(stem.attrs.get("sigma", 30)),
+                                                           run.seed, run.log, image=cfg["image"],
+                                                           focus=label if label in ("interface", "surface")
+                                                           else float(str(label).removesuffix(" nm")))
     ds, net, meta = stage.infer(image, sampling, cfg, model, layer_angles_deg=hint, seed=run.seed, log=run.log,
-                                threads=sm.threads, device=device)
+                                threads=sm.threads, device=device, known_images=known,
+                                known_fraction=ms["fraction"], contrast=contrast)
+    if calib is not None:
+        ds.attrs["contrast_calibration"] = json.dumps(calib)
+        meta["metrics"]["contrast_calibration"] = calib
     if "strain" in sm.input.keys():
         truth = stage.compare_with_truth(ds, read_dataset(sm.input.strain), float(stem.attrs["theta_deg"]))
         ds.attrs["comparison"] = json.dumps(truth)

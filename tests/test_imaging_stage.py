@@ -156,3 +156,64 @@ def test_experiment_image_runs_the_same_analysis(tmp_path):
     assert ds["slip"].dims == ("xy", "y", "x")
     with pytest.raises(ImageError, match="pixel_size"):
         stage.experiment_inference({**entry, "pixel_size": None}, c, SYSTEM)
+
+
+def test_haadf_experiment_entries_go_to_image_inference_not_analysis(tmp_path):
+    """kind haadf is a schema value; the analysis stage skips it (it would read it as a COM map), the
+    image_inference stage takes it; the workflow-start check reads it as an image and wants its calibration."""
+    import copy
+
+    import yaml
+
+    from conftest import TOY_CONFIG
+    from twistox.analysis.experiment import experiment_entries
+    from twistox.checks import check_all
+
+    img = np.random.default_rng(1).random((96, 96))
+    np.save(tmp_path / "h.npy", img)
+    from PIL import Image
+
+    Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / "h.tif")
+    np.save(tmp_path / "com.npy", np.random.default_rng(2).random((2, 16, 16)))
+    toy = yaml.safe_load(TOY_CONFIG.read_text())
+    sample = "theta36.87_m3n1"
+    entries = [{"path": str(tmp_path / "com.npy"), "sample": sample, "pixel_size": 0.5},
+               {"path": str(tmp_path / "h.npy"), "sample": sample, "pixel_size": 0.2, "kind": "haadf"},
+               {"path": str(tmp_path / "h.tif"), "sample": sample, "pixel_size": 0.2, "kind": "haadf", "name": "tif"}]
+    c = copy.deepcopy(toy)
+    c.setdefault("analysis", {})["experiment"] = entries
+    check_all(c)  # schema accepts kind haadf, .tif allowed for it, images read with their pixel size
+    first = next(iter(c["systems"]))
+    assert [n for n, _ in experiment_entries(entries, first, sample, first)] == ["experiment_0"]
+    assert [n for n, _ in experiment_entries(entries, first, sample, first, kinds=("haadf",))] == ["experiment_1", "tif"]
+    c = copy.deepcopy(toy)
+    c.setdefault("analysis", {})["experiment"] = [{**entries[1], "pixel_size": None}]
+    with pytest.raises(ConfigError, match=r"analysis\.experiment\[0\]\.pixel_size"):
+        check_all(c)
+    c = copy.deepcopy(toy)
+    c.setdefault("analysis", {})["experiment"] = [{**entries[0], "path": str(tmp_path / "h.tif")}]
+    with pytest.raises(ConfigError, match="allowed"):  # .tif only for kind haadf
+        check_all(c)
+
+
+def test_report_reads_image_inference_attrs(result, tmp_path):
+    """summary.csv gets the image-derived twist and the image-vs-truth correlations; NaN without the artifact."""
+    from twistox.core.io import write_dataset
+    from twistox.report.stage import IMAGE_ATTRS, sample_row
+
+    ds, _, _, _ = result
+    d = tmp_path / "theta22.62_m5n1"
+    sc = xr.Dataset(attrs={"theta_deg": 22.62, "sigma": 13, "supercell_length": 14.08})
+    write_dataset(sc, d / "supercell.zarr")
+    row = sample_row("STO", d.name, d)
+    assert all(np.isnan(row[f"image_{k}"]) for k in IMAGE_ATTRS)
+    ds = ds.copy()
+    ds.attrs.update(local_twist_correlation=0.8, gpa_layer0_exy_correlation=0.3, theta_error_deg=0.01)
+    write_dataset(ds, d / "image_inference.zarr")
+    row = sample_row("STO", d.name, d)
+    assert row["image_theta_deg"] == pytest.approx(ds.attrs["theta_deg"])
+    assert row["image_theta_uncertainty_deg"] == pytest.approx(ds.attrs["theta_uncertainty_deg"])
+    assert row["image_local_twist_correlation"] == pytest.approx(0.8)
+    assert row["image_gpa_layer0_exy_correlation"] == pytest.approx(0.3)
+    assert np.isnan(row["image_gpa_layer1_exy_correlation"])  # attr absent: NaN, not invented
+    assert row["theta_deg"] == 22.62  # the supercell's θ column is not overwritten

@@ -8,8 +8,8 @@ from twistox.analysis.experiment import experiment_entries as _experiment_entrie
 
 def _haadf_entries(wc):
     """analysis.experiment entries with kind haadf for this sample: (name, entry)."""
-    return [(n, e) for n, e in _experiment_entries(config["analysis"].get("experiment", []), wc.system, wc.sample,
-                                                   next(iter(SAMPLES))) if e.get("kind") == "haadf"]
+    return _experiment_entries(config["analysis"].get("experiment", []), wc.system, wc.sample, next(iter(SAMPLES)),
+                               kinds=("haadf",))
 
 
 def image_inference_inputs(wc):

@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from twistox.imaging.patches import ImagingModel, PatchSpec, generate_patches, normalise
+from twistox.imaging.patches import ImagingModel, PatchSpec, generate_patches, normalise, registry
 
 
 def build_net(size: int, width: int = 16, hidden: int = 128):
@@ -58,9 +58,12 @@ def error_stats(err: np.ndarray) -> dict:
 
 def train(model: ImagingModel, spec: PatchSpec, *, n_train: int, n_val: int, epochs: int, batch: int = 64,
           lr: float = 2e-3, width: int = 16, seed: int = 0, log=None, threads: int = 1,
-          chunk: int = 2000, device: str = "cpu") -> tuple[object, dict]:
+          chunk: int = 2000, device: str = "cpu", extra=None, extra_fraction: float = 0.0) -> tuple[object, dict]:
     """Train the regressor on freshly generated patches (new patches every epoch = no overfitting).
 
+    extra: optional ``f(n, rng) -> (patches, δ)`` of further labelled patches (e.g. :func:`image_patches`
+    of multislice images of known structures); each epoch ``extra_fraction`` of the n_train patches come
+    from it, the rest from the incoherent generator. Validation stays on the generator.
     Returns (net, metrics); metrics hold the validation error distribution (Å) and the timings.
     """
     import torch
@@ -79,7 +82,11 @@ def train(model: ImagingModel, spec: PatchSpec, *, n_train: int, n_val: int, epo
     for ep in range(epochs):
         net.train()
         tg = time.time()
-        parts = [generate_patches(model, spec, min(chunk, n_train - i), rng) for i in range(0, n_train, chunk)]
+        n_extra = int(round(extra_fraction * n_train)) if extra is not None else 0
+        parts = [generate_patches(model, spec, min(chunk, n_train - n_extra - i), rng)
+                 for i in range(0, n_train - n_extra, chunk)]
+        if n_extra:
+            parts.append(extra(n_extra, rng))
         X = torch.from_numpy(np.concatenate([p[0] for p in parts]))[:, None]
         Y = torch.from_numpy(encode(np.concatenate([p[1] for p in parts])))
         t_gen += time.time() - tg
@@ -185,6 +192,36 @@ def extract_patches(image: np.ndarray, sampling, spec: PatchSpec, stride: float,
                                             np.broadcast_to(cols, (spec.size, spec.size))], order=3, prefilter=False)
             i += 1
     return normalise(out), yc, xc
+
+
+def image_patches(image: np.ndarray, sampling: float, bases: np.ndarray, shifts: np.ndarray, spec: PatchSpec,
+                  n: int, rng: np.random.Generator, dose: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n labelled patches cut at random centres from an image of a KNOWN bilayer (e.g. an abTEM simulation).
+
+    image: clean intensities [y, x] (fraction of the beam), y = row × sampling (Å); bases (2, 2, 2): each
+    layer's a-vectors as columns (Å), layer 0 bottom; shifts (2, 2): an A column of each layer (Å). With
+    ``dose`` (e/Å²) a fresh Poisson realisation is drawn per call, so repeated epochs do not see the same
+    noise. Labels: registry δ at each patch centre (as generate_patches). Returns (patches, δ) float32.
+    """
+    img = np.asarray(image, float)
+    if dose:
+        lam = np.clip(img, 0, None) * dose * sampling**2
+        img = rng.poisson(lam) / (dose * sampling**2)
+    half = (spec.size - 1) / 2 * spec.sampling
+    ny, nx = img.shape
+    yc = rng.uniform(half, (ny - 1) * sampling - half, n)
+    xc = rng.uniform(half, (nx - 1) * sampling - half, n)
+    from scipy.ndimage import map_coordinates, spline_filter
+
+    coef = spline_filter(img, order=3)
+    g = spec.grid()  # (npix, 2) x, y offsets (Å)
+    rows = (yc[:, None] + g[None, :, 1]) / sampling
+    cols = (xc[:, None] + g[None, :, 0]) / sampling
+    out = map_coordinates(coef, [rows.ravel(), cols.ravel()], order=3, prefilter=False).reshape(n, spec.size, spec.size)
+    c = np.column_stack([xc, yc])
+    fb = np.linalg.solve(bases[0], (c - shifts[0]).T).T
+    ft = np.linalg.solve(bases[1], (c - shifts[1]).T).T
+    return normalise(out), registry(fb, ft).astype(np.float32)
 
 
 def registry_map(net, image: np.ndarray, sampling, spec: PatchSpec, stride: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

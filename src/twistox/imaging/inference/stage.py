@@ -33,6 +33,49 @@ def check_config(cfg: dict) -> None:
     if r["stride_A"] > 0.5 * r["patch_size"] * r["patch_sampling"]:
         raise ValueError("config key 'image_inference.regressor.stride_A': larger than half a patch; allowed: "
                          f"<= {0.5 * r['patch_size'] * r['patch_sampling']:.2f} Å")
+    for k, (lo, hi) in r.get("contrast", {}).items():
+        if lo > hi:
+            raise ValueError(f"config key 'image_inference.regressor.contrast.{k}': [{lo}, {hi}] is not a range; "
+                             "allowed: [low, high] with low <= high")
+
+
+def multislice_training(cfg: dict, stem_cfg: dict, theta_deg: float, model: ImagingModel, material=None,
+                         interface: str | None = None, max_sigma: int = 30, seed: int = 0, log=None,
+                         image: str = "haadf", focus="interface") -> tuple[dict | None, list, dict | None]:
+    """``regressor.multislice``: abTEM images of rigid bilayers of known registry with the sample's stem settings.
+
+    Returns (contrast ranges or None, KnownImage list for training, calibration fit or None). The calibration
+    bilayer is at ``calibration_theta_deg`` (not the sample's twist); its image gets Poisson noise at the dose
+    before the fit. Training images are at the sample's CSL (nearest θ with Σ <= max_sigma: pass the sample's
+    Σ) with the configured top-layer translations. image, focus: the analysed image ('haadf' / 'laadf') and
+    the stem focus entry ('interface', 'surface' or a defocus in nm) of the sample's image."""
+    from twistox.imaging.calibration import contrast_ranges, fit_contrast
+    from twistox.imaging.multislice import simulate_known_bilayer
+
+    ms = cfg["regressor"].get("multislice", {})
+    contrast, fit = None, None
+    if ms.get("calibrate"):
+        t = time.time()
+        kn = simulate_known_bilayer(float(ms["calibration_theta_deg"]), (0.0, 0.0), stem_cfg, material=material,
+                                    interface=interface, image=image, focus=focus, log=log)
+        img = kn.image
+        if kn.dose:
+            rng = np.random.default_rng([seed, 7])
+            img = rng.poisson(np.clip(img, 0, None) * kn.dose * kn.sampling**2) / (kn.dose * kn.sampling**2)
+        fit = fit_contrast(img, kn.sampling, model, kn.bases, kn.shifts, seed=seed)
+        fit["theta_deg"] = kn.theta_deg
+        contrast = contrast_ranges(fit, float(ms["spread"]))
+        if log:
+            log.info("contrast calibrated on abTEM at %.2f° in %.0f s: %s", kn.theta_deg, time.time() - t, fit)
+    known = []
+    for tr in ms.get("translations", []):
+        t = time.time()
+        known.append(simulate_known_bilayer(theta_deg, tuple(map(float, tr)), stem_cfg, material=material,
+                                            interface=interface, max_sigma=max_sigma, image=image,
+                                            focus=focus, log=log))
+        if log:
+            log.info("abTEM training image, top layer translated by %s: %.0f s", tr, time.time() - t)
+    return contrast, known, fit
 
 
 def imaging_model_for(a: float, Z, thickness: float, interface_depth: float, focus_depth: float,
@@ -69,8 +112,14 @@ def _masked(g: xr.Dataset, name: str, sampling: float, yc: np.ndarray, xc: np.nd
 
 
 def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *, layer_angles_deg=None,
-          seed: int = 0, log=None, threads: int = 1, device: str = "cpu") -> tuple[xr.Dataset, object, dict]:
-    """Run twist + GPA + registry regressor on one image. Returns (dataset, trained net, model meta)."""
+          seed: int = 0, log=None, threads: int = 1, device: str = "cpu", known_images=(),
+          known_fraction: float = 0.0, contrast: dict | None = None) -> tuple[xr.Dataset, object, dict]:
+    """Run twist + GPA + registry regressor on one image. Returns (dataset, trained net, model meta).
+
+    known_images: multislice images of known bilayers (twistox.imaging.multislice.KnownImage); each epoch
+    ``known_fraction`` of the training patches are cut from them (fresh Poisson noise at their dose).
+    contrast: augmentation ranges {param: (low, high)} replacing ``regressor.contrast`` (e.g. from
+    twistox.imaging.calibration.contrast_ranges)."""
     img = check_image(image)
     a = model.a
     t0 = time.time()
@@ -99,10 +148,22 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
     r = cfg["regressor"]
     spec = PatchSpec(size=int(r["patch_size"]), sampling=float(r["patch_sampling"]), theta_deg=theta,
                      mean_angle_deg=mean_angle, twist_spread_deg=float(r["twist_spread_deg"]),
-                     angle_spread_deg=float(r["angle_spread_deg"]))
+                     angle_spread_deg=float(r["angle_spread_deg"]),
+                     **{k: tuple(map(float, v)) for k, v in (contrast or r.get("contrast", {})).items()})
+    known_images = list(known_images)
+
+    def extra(n: int, rng: np.random.Generator):
+        k = rng.integers(len(known_images), size=n)
+        parts = [reg.image_patches(kn.image, kn.sampling, kn.bases, kn.shifts, spec, int((k == i).sum()), rng,
+                                   dose=kn.dose) for i, kn in enumerate(known_images) if (k == i).any()]
+        return np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
+
     net, metrics = reg.train(model, spec, n_train=int(r["n_train"]), n_val=int(r["n_val"]), epochs=int(r["epochs"]),
                              batch=int(r["batch"]), lr=float(r["lr"]), width=int(r["width"]), seed=seed, log=log,
-                             threads=threads, device=device)
+                             threads=threads, device=device, extra=extra if known_images else None,
+                             extra_fraction=float(known_fraction) if known_images else 0.0)
+    metrics["known_images"] = len(known_images)
+    metrics["known_fraction"] = float(known_fraction) if known_images else 0.0
     t2 = time.time()
     delta, yc, xc = reg.registry_map(net, img, sampling, spec, float(r["stride_A"]))
     n_patches = delta.shape[1] * delta.shape[2]
