@@ -11,14 +11,18 @@ import yaml
 
 from twistox.core.config import SCHEMA_DIR
 from twistox.dft.trainset import TrainsetSettings
+from twistox.dft.twisted import TwistedSettings
 from twistox.mlip.active_learning import ALSettings
+from twistox.mlip.carved import CarveSettings
 from twistox.mlip.training import TrainSettings
 
 # (dataclass, schema, path inside the schema, schema keys that are not settings of this dataclass)
 CASES = [
     (TrainSettings, "mlip", (), {"load_mode", "active_learning"}),
-    (ALSettings, "mlip", ("active_learning",), set()),
+    (ALSettings, "mlip", ("active_learning",), {"carve"}),
+    (CarveSettings, "mlip", ("active_learning", "carve"), set()),
     (TrainsetSettings, "dft", ("configs",), set()),
+    (TwistedSettings, "dft", ("configs", "twisted"), set()),
 ]
 
 

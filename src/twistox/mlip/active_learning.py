@@ -18,7 +18,9 @@ from ase.calculators.calculator import Calculator
 
 from twistox.core.md import AseEvaluator, LangevinBAOAB
 from twistox.dft.labeller import collect
+from twistox.dft.carve import CARVED_TYPE
 from twistox.mlip.calculator import load_calculator
+from twistox.mlip.carved import CarveSettings, carved_candidates
 from twistox.mlip.metrics import evaluate_committee
 from twistox.mlip.training import TrainSettings, train_committee
 
@@ -108,14 +110,54 @@ def select_diverse(uncertainty: np.ndarray, descriptors: np.ndarray, n: int, poo
     return [int(pool[j]) for j in chosen]
 
 
+def iteration_candidates(calc, starts: list[Atoms], targets: list[Atoms], al: ALSettings,
+                         carve: CarveSettings | None, rng: np.random.Generator, it: int,
+                         log: logging.Logger | None = None
+                         ) -> tuple[list[Atoms], list[Atoms], np.ndarray, list[int], int]:
+    """The frames to label in AL iteration ``it`` (1-based).
+
+    Committee-mean MD from every start cell at every temperature -> ``select_diverse`` picks
+    ``frames_per_iteration`` snapshots (``config_type`` al_<start type>); then, when ``carve`` is on,
+    :func:`twistox.mlip.carved.carved_candidates` adds ``carve.frames`` cells per target (``config_type``
+    twisted_carved, so they join the ``twisted`` subset wherever they are evaluated). Every frame gets
+    ``frame_id`` = 100000 it + j (j counts MD then carved frames), ``split`` train, ``al_iteration``.
+    ``calc``: committee mean with ``results['force_std']`` [eV/Å] and ``get_descriptors``.
+    Returns (frames to label, MD candidates, their uncertainty [eV/Å], chosen indices, carved count).
+    """
+    log = log or logging.getLogger("twistox")
+    cands, unc = [], []
+    for start in starts:
+        for T in al.temperatures_K:
+            snaps, u = committee_md(calc, start, T, al.md_steps, al.timestep_fs, al.sample_every, rng,
+                                    al.max_force_std, al.min_distance, al.friction_per_ps / 1000.0)
+            for sn in snaps:
+                sn.info["config_type"] = f"al_{start.info.get('config_type', 'md')}"
+                if "layer" in start.arrays:
+                    sn.set_array("layer", start.arrays["layer"])
+            cands += snaps
+            unc += u
+            log.info("iteration %d: MD %s at %.0f K: %d snapshots, uncertainty mean %.3f max %.3f eV/Å", it,
+                     start.info.get("config_type"), T, len(snaps), float(np.mean(u)), float(np.max(u)))
+    unc_arr = np.array(unc)
+    desc = np.array([mean_descriptor(calc, c) for c in cands])
+    chosen = select_diverse(unc_arr, desc, al.frames_per_iteration, al.pool_factor)
+    new = [cands[i] for i in chosen]
+    carved = carved_candidates(calc, targets, carve) if carve is not None and carve.enabled and targets else []
+    new += carved
+    for j, c in enumerate(new):
+        c.info.update(frame_id=100000 * it + j, split="train", al_iteration=it)
+    return new, cands, unc_arr, chosen, len(carved)
+
 
 def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], workdir: str | os.PathLike,
                     s: TrainSettings, al: ALSettings, labeller, seed: int, device: str = "cpu", workers: int = 1,
-                    label_workers: int = 1, log: logging.Logger | None = None) -> tuple[list[Path], list[dict], list[Atoms]]:
+                    label_workers: int = 1, log: logging.Logger | None = None, targets: list[Atoms] | None = None,
+                    carve: CarveSettings | None = None) -> tuple[list[Path], list[dict], list[Atoms]]:
     """Committee active learning starting from the trained committee in ``workdir/member_k``.
 
     Per iteration: committee-mean Langevin MD from every start cell at every temperature ->
-    candidates with uncertainty = max per-atom force std (eV/Å) -> ``select_diverse`` ->
+    candidates with uncertainty = max per-atom force std (eV/Å) -> ``select_diverse``, plus cells
+    carved around the most uncertain atoms of the ``targets`` (``carve``; :func:`iteration_candidates`) ->
     label with ``labeller`` (a ``twistox.dft.labeller.Labeller``; failed frames are dropped) -> warm
     retraining on train + all AL frames. The test set is never used for selection or training.
     Returns (model paths, per-iteration history, AL frames added).
@@ -134,27 +176,8 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
     for it in range(1, al.iterations + 1):
         t0 = time.time()
         calc = load_calculator(paths, mode="mean", device=device)
-        cands, unc = [], []
-        for start in starts:
-            for T in al.temperatures_K:
-                snaps, u = committee_md(calc, start, T, al.md_steps, al.timestep_fs, al.sample_every, rng,
-                                        al.max_force_std, al.min_distance, al.friction_per_ps / 1000.0)
-                for sn in snaps:
-                    sn.info["config_type"] = f"al_{start.info.get('config_type', 'md')}"
-                    if "layer" in start.arrays:
-                        sn.set_array("layer", start.arrays["layer"])
-                cands += snaps
-                unc += u
-                log.info("iteration %d: MD %s at %.0f K: %d snapshots, uncertainty mean %.3f max %.3f eV/Å", it,
-                         start.info.get("config_type"), T, len(snaps), float(np.mean(u)), float(np.max(u)))
-        unc_arr = np.array(unc)
-        desc = np.array([mean_descriptor(calc, c) for c in cands])
-        chosen = select_diverse(unc_arr, desc, al.frames_per_iteration, al.pool_factor)
-        new = []
-        for j, i in enumerate(chosen):
-            c = cands[i]
-            c.info.update(frame_id=100000 * it + j, split="train", al_iteration=it)
-            new.append(c)
+        new, cands, unc_arr, chosen, n_carved = iteration_candidates(calc, starts, targets or [], al, carve, rng, it,
+                                                                     log)
         t_md = time.time() - t0
         statuses = labeller.label(new, workers=label_workers)
         good, _ = collect(new, labeller)
@@ -171,6 +194,8 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
                "candidates": len(cands), "uncertainty_mean_eV_per_A": float(unc_arr.mean()),
                "uncertainty_max_eV_per_A": float(unc_arr.max()),
                "selected_uncertainty_eV_per_A": [float(unc_arr[i]) for i in chosen],
+               "carved_candidates": n_carved,
+               "carved_added": sum(str(a.info.get("config_type")) == CARVED_TYPE for a in good),
                "md_select_s": t_md, "retrain_s": time.time() - t1, **ev}
         history.append(rec)
         log.info("iteration %d: %d candidates (uncertainty mean %.3f, max %.3f eV/Å), %d frames added, %d failed; "

@@ -11,6 +11,7 @@ from ase import Atoms
 
 from twistox.core.device import torch_device
 from twistox.mlip.active_learning import ALSettings, active_learning
+from twistox.mlip.carved import CarveSettings
 from twistox.mlip.metrics import spearman, uncertainty_vs_error
 from twistox.mlip.subsets import twisted_block
 from twistox.mlip.training import TrainSettings, epoch_times, train_committee
@@ -47,24 +48,51 @@ def al_start_cells(config: dict, system: str) -> list[Atoms]:
                        al.twisted_angles_deg, config["twist"]["max_sigma"])
 
 
+def carve_targets(config: dict, system: str) -> list[Atoms]:
+    """Rigid twisted supercells of the config's angles (``twist.angles_deg`` via ``resolve_samples``, the
+    supercell stage's builder and translation) that AL carves uncertain environments from; [] when
+    ``mlip.active_learning.carve`` is off. Each carries ``info['sample']`` (e.g. Sigma145) for provenance.
+    Raises ConfigError on a bad carve section (before any heavy work)."""
+    from twistox.core.config import resolve_samples
+    from twistox.supercell.builder import build_bilayer
+    from twistox.supercell.stage import bilayer_spec
+
+    if not CarveSettings.from_config(config["mlip"]["active_learning"].get("carve")).enabled:
+        return []
+    spec = bilayer_spec(config, system)
+    out = []
+    for name, csl in resolve_samples(config)[system].items():
+        at = build_bilayer(csl, spec)
+        at.info["sample"] = name
+        out.append(at)
+    return out
+
+
 def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], initial_dir: str | Path,
-                        workdir: str | Path, labeller, config: dict, label_workers: int = 1
-                        ) -> tuple[list[Path], list[Atoms], dict, dict]:
+                        workdir: str | Path, labeller, config: dict, label_workers: int = 1,
+                        targets: list[Atoms] | None = None) -> tuple[list[Path], list[Atoms], dict, dict]:
     """Active learning from a fresh copy of the initial committee (a rerun repeats the same AL).
+
+    ``targets``: supercells to carve uncertain environments from (:func:`carve_targets`).
 
     Returns (model paths, frames added, metrics.json contents, uncertainty-vs-error arrays).
     """
     t0 = time.time()
     s = TrainSettings.from_config(config["mlip"])
     al = ALSettings.from_config(config["mlip"]["active_learning"])
+    carve = CarveSettings.from_config(config["mlip"]["active_learning"].get("carve"))
     device = torch_device(config["device"])
     work = Path(workdir)
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(initial_dir, work)
-    log.info("active learning: %d iterations, %d start cells x %d temperatures, %d frames per iteration",
-             al.iterations, len(starts), len(al.temperatures_K), al.frames_per_iteration)
+    targets = targets if carve.enabled else []
+    log.info("active learning: %d iterations, %d start cells x %d temperatures, %d frames per iteration, "
+             "%d carved cells (Sigma%d) from each of %d targets", al.iterations, len(starts),
+             len(al.temperatures_K), al.frames_per_iteration, carve.frames if targets else 0, carve.sigma,
+             len(targets or []))
     paths, history, added = active_learning(train, test, starts, work, s, al, labeller, config["seed"], device,
-                                            workers=s.committee_size, label_workers=label_workers, log=log)
+                                            workers=s.committee_size, label_workers=label_workers, log=log,
+                                            targets=targets, carve=carve)
     ue = uncertainty_vs_error(paths, test, device)
     metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
                          labeller.record, paths)
