@@ -10,7 +10,7 @@ sm = snakemake  # noqa: F821
 with stage_script(sm, "phasefield") as job:
     ckpt = Checkpoint(sm.params.checkpoint, fmt="pt")  # keyed by the run's fingerprint (solver)
     ds, res = stage.run(sm.config["phasefield"], read_dataset(sm.input.strain), torch_device(sm.config.get("device", "auto")),
-                        job.seed, checkpoint=ckpt, log=job.log)
+                        job.seed, checkpoint=ckpt, log=job.log, mem_budget_mb=getattr(sm.resources, "mem_mb", None))
     figures.render_all(ds, sm.output, sm.config["phasefield"]["figure_tiles"])
     job.write_dataset(ds, sm.output.zarr, sections=("seed", "device", "phasefield"))
     ckpt.clear()  # the artifact is complete: the checkpoint is no longer needed

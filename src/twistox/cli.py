@@ -1,6 +1,7 @@
 """The ``twistox`` command (installed with the package).
 
     twistox config [--configfile FILE ...] [--config KEY=VALUE ...] [--check-software]
+    twistox plan [--configfile FILE ...] [--config KEY=VALUE ...] [--device cpu|gpu]   (twistox.plan)
 
 prints the configuration a ``snakemake`` run with the same ``--configfile`` / ``--config``
 arguments would use -- schema defaults filled in, every check of `twistox.checks` passed -- as
@@ -28,11 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--check-software", action="store_true",
                    help="also check that the DFT calculator and its data are installed here")
     c.add_argument("--no-probe", action="store_true", help="do not open the analysis.experiment files")
+    pl = sub.add_parser("plan", help="predict memory and wall time per job (CPU/GPU) and suggest a resources: block")
+    pl.add_argument("--configfile", "--configfiles", nargs="+", default=[], metavar="FILE",
+                    help="config files, merged in order (default: config/config.yaml)")
+    pl.add_argument("--config", "-C", nargs="+", default=[], metavar="KEY=VALUE", help="overrides, as snakemake --config")
+    pl.add_argument("--fits", default=None, help="scaling fits JSON (default: benchmarks/results/scaling_fits.json)")
+    pl.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="which prediction the resources: block uses")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "plan":
+        from twistox.plan import main as plan_main
+
+        return plan_main(args.configfile, args.config, args.fits, args.device)
     from twistox.checks import check_all, load_config
     from twistox.core.config import ConfigError
 

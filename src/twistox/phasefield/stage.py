@@ -81,11 +81,33 @@ def initial_polarisation(grid: Grid, amplitude: float, seed: int) -> torch.Tenso
     return torch.as_tensor(rng.uniform(-amplitude, amplitude, (3, grid.nz, grid.n, grid.n)))
 
 
+def check_memory(pf: dict, strain: xr.Dataset, mem_budget_mb: float | None,
+                 log: logging.Logger | None = None, device: str = "cpu") -> float:
+    """Predicted peak memory [MB] of this run's grid (twistox.phasefield.memory); ConfigError naming
+    resources.phasefield.mem_mb when it exceeds ``mem_budget_mb`` (None = no limit). On CUDA the
+    budget is the GPU's memory (the arrays live there). Cheap: no array of the grid is built."""
+    from twistox.phasefield.memory import BYTES_PER_POINT, check_phasefield_memory
+
+    eg = pf["eigenstrain"]
+    st = stack_strain(strain, eg["fourier_order"]) if eg["source"] == "strain" else _network_stack(eg, strain)
+    g = build_grid(pf, st.L, st.order)
+    key = "resources.phasefield.mem_mb"
+    if str(device).startswith("cuda"):
+        mem_budget_mb, key = torch.cuda.get_device_properties(device).total_memory / 2**20, "device (GPU memory)"
+    need = check_phasefield_memory(g.n, g.nz, mem_budget_mb, key=key)
+    if log:
+        log.info("memory: %.2f kB per grid point -> ~%.0f MB for %d x %d x %d (budget %s MB)", BYTES_PER_POINT / 1e3,
+                 need, g.n, g.n, g.nz, "none" if mem_budget_mb is None else f"{float(mem_budget_mb):.0f}")
+    return need
+
+
 def run(pf: dict, strain: xr.Dataset, device: str, seed: int, checkpoint=None,
-        log: logging.Logger | None = None) -> tuple[xr.Dataset, RelaxResult]:
-    """Whole stage on the validated phasefield section: checks, model, relaxation (checkpointed), Dataset."""
+        log: logging.Logger | None = None, mem_budget_mb: float | None = None) -> tuple[xr.Dataset, RelaxResult]:
+    """Whole stage on the validated phasefield section: checks, model, relaxation (checkpointed), Dataset.
+    ``mem_budget_mb`` (the job's mem_mb): a grid that cannot fit is refused before it is built."""
     log = log or logging.getLogger("twistox.phasefield")
     check_config(pf)
+    check_memory(pf, strain, mem_budget_mb, log, device)
     energy, grid, eig, attrs = build_model(pf, strain, device)
     log.info("grid %d x %d x %d (dx = %.3f Å, dz = %.3f Å), layer angles %s, device %s", grid.n, grid.n, grid.nz,
              grid.dx / A, grid.dz / A, strain.attrs["layer_angles_deg"], device)
