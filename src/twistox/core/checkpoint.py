@@ -99,8 +99,8 @@ class Checkpoint:
 
     ``directory=None`` disables checkpointing (``load`` returns None, ``save`` does nothing).
     ``interval_s``: :meth:`due` is true once this many seconds passed since the last save, for
-    loops that save periodically (None: 60 s; ``$TWISTOX_CHECKPOINT_INTERVAL_S`` overrides both). ``key`` may be overridden per call (sub-simulations with
-    their own settings).
+    loops that save periodically (None: 60 s; ``$TWISTOX_CHECKPOINT_INTERVAL_S`` overrides both).
+    ``key`` may be overridden per call (sub-simulations with their own settings).
     """
 
     def __init__(self, directory: str | os.PathLike | None, key: str = "", interval_s: float | None = None,

@@ -46,9 +46,14 @@ def run_part(part: str, src: xr.Dataset, cfg: dict, device_preference: str, thre
             ds = ds.merge(patterns)
     ds.attrs.update(structures=list(structures), energy_kev=float(cfg["energy_kev"]), device=device,
                     **{k: src.attrs[k] for k in GEOMETRY_ATTRS if k in src.attrs})
-    if not cfg["keep_checkpoints"]:
-        ckpt.clear()
     return ds
+
+
+def finish_part(cfg: dict, checkpoint_dir: str | None) -> None:
+    """Remove a part's checkpoints (unless ``stem.keep_checkpoints``); call only once its artifact is
+    written, so a job killed before that still resumes from them."""
+    if not cfg["keep_checkpoints"]:
+        Checkpoint(checkpoint_dir).clear()
 
 
 def merge_parts(parts: list[xr.Dataset]) -> xr.Dataset:
