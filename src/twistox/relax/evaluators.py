@@ -70,8 +70,12 @@ class MaceBatchEvaluator:
         edges, shifts, _, _ = get_neighborhood(pos - off, cutoff=self.r_max + self.skin, pbc=self.pbc,
                                                cell=self.cell.copy())
         shifts = shifts - off[edges[1]] + off[edges[0]]
+        # canonical edge order and exact lattice shifts: MACE sums messages in edge order, so a
+        # list rebuilt at another position (a resumed run) must list the same edges identically
+        n_cell = np.rint(shifts @ np.linalg.inv(self.cell)).astype(np.int64)
+        order = np.lexsort((n_cell[:, 2], n_cell[:, 1], n_cell[:, 0], edges[0], edges[1]))
         self.n_builds += 1
-        return edges, shifts
+        return edges[:, order], (n_cell @ self.cell)[order]
 
     def evaluate(self, positions: np.ndarray, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         torch = self.torch
