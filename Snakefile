@@ -37,6 +37,7 @@ include: "workflow/rules/phasefield.smk"
 include: "workflow/rules/stem.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/image_inference.smk"
+include: "workflow/rules/electronic.smk"
 include: "workflow/rules/report.smk"
 
 
