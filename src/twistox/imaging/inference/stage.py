@@ -123,9 +123,24 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
     img = check_image(image)
     a = model.a
     t0 = time.time()
-    tw = twist_angle(img, sampling, a=a, g_max=cfg["twist"]["g_max"], layer_angles_deg=layer_angles_deg,
-                     min_snr=cfg["twist"]["min_snr"])
-    theta = tw["theta_deg"]
+    try:
+        tw = twist_angle(img, sampling, a=a, g_max=cfg["twist"]["g_max"], layer_angles_deg=layer_angles_deg,
+                         min_snr=cfg["twist"]["min_snr"])
+        tw["source"] = "image"
+        theta = tw["theta_deg"]
+    except ValueError as exc:
+        # e.g. a small toy cell: its field of view cannot separate both lattices. The image's twist is
+        # then unmeasured (NaN, reason recorded); the known sample geometry only guides the regressor.
+        if layer_angles_deg is None:
+            raise
+        if log:
+            log.warning("twist angle not measurable from this image (%s); regressor trained around the "
+                        "sample's CSL geometry instead", exc)
+        lb, lt = (float((x + 45.0) % 90.0 - 45.0) for x in layer_angles_deg)
+        tw = {"theta_deg": float("nan"), "theta_uncertainty_deg": float("nan"), "lattice_angles_deg": [lb, lt],
+              "lattice_parameters": [float(a), float(a)], "n_reflections": 0, "source": "sample geometry",
+              "failure": str(exc)}
+        theta = float((lt - lb + 45.0) % 90.0 - 45.0)
     ab, at = tw["lattice_angles_deg"]
     mean_angle = ab + theta / 2.0
     if log:
@@ -200,7 +215,8 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
     data["local_twist"] = (dims, twist_map.astype(np.float32),
                            {"units": "deg", "description": "2 arcsin(curl D / 4): local twist of top vs bottom, CCW"})
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs.update(theta_deg=theta, theta_uncertainty_deg=tw["theta_uncertainty_deg"],
+    ds.attrs.update(theta_deg=tw["theta_deg"], theta_uncertainty_deg=tw["theta_uncertainty_deg"],
+                    theta_source=tw["source"], theta_failure=tw.get("failure", ""),
                     lattice_angles_deg=tw["lattice_angles_deg"], lattice_parameters=tw["lattice_parameters"],
                     mean_angle_deg=mean_angle, twist=json.dumps(tw), sampling=float(sampling), a=a,
                     gpa_mean_g_vectors=mean.attrs["g_vectors"], gpa_mean_sigma=mean.attrs["sigma"],
