@@ -4,6 +4,9 @@ DOS normalisation, a 4-fold symmetric LDOS map, resume from the checkpoint. Each
 import numpy as np
 import pytest
 
+# real GPAW SCFs (~2 min together on 2 cores): in `make test`, not in `make test-fast`
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("gpaw")
 
 from ase import Atoms  # noqa: E402
