@@ -28,7 +28,7 @@ from twistox.core.io import read_dataset
 VOLATILE_ATTRS = {"wall_time_s", "created_utc", "host", "platform", "git_commit"}
 # Bookkeeping that differs by design between a resumed and an uninterrupted job (where it resumed,
 # how long the part after the resume took); the physics is compared in full.
-RESUME_ATTRS = ("resumed", "wall", "seconds", "elapsed")
+RESUME_ATTRS = ("resumed", "wall", "seconds", "elapsed", "time_")
 # Rules that can run without per-system inputs (dft/mlip) are found from the DAG; these are
 # the cheap ones used here. Override with TWISTOX_RESUME_RULES="supercell,strain" etc.
 RESUME_RULES = tuple(os.environ.get("TWISTOX_RESUME_RULES", "supercell").split(","))
@@ -159,17 +159,20 @@ class Stage:
     #                        "state": one evolving checkpoint, the resumed job's log says where it resumed
     resumed_log: str = ""  # regex on the resumed job's log (mode "state"; optional for "items")
     min_files: int = 1     # checkpoint files to wait for before the kill
+    clear: str = ""        # glob of the original run's checkpoint files to delete first (default: watch)
     wait_s: float = 2.0    # extra time after that, so the kill lands mid-computation
 
 
 LONG_STAGES = [
-    Stage("dft_label", "results/STO/dft/labels.csv", "dft/cache/[0-9]*_*.json", "items", r"\(([1-9]\d*) already done"),
-    Stage("active_learning", "results/STO/mlip/metrics.json", "mlip/al_cache/[0-9]*_*.json", "items"),
+    Stage("dft_label", "results/STO/dft/labels.csv", "dft/cache/[0-9]*_*.json", "items", r"\(([1-9]\d*) already done",
+          clear="dft/cache/*"),
+    Stage("active_learning", "results/STO/mlip/metrics.json", "mlip/al_cache/[0-9]*_*.json", "items",
+          clear="mlip/al_cache/*"),
     Stage("relax", "results/STO/{sample}/relaxed.zarr", ".checkpoints/relax/**/*", "state",
           r"resumed from checkpoint at step"),
     Stage("phasefield", "results/STO/{sample}/phasefield.zarr", "phasefield.ckpt/*", "state",
           r"resumed from checkpoint"),
-    Stage("stem_4d", "results/STO/{sample}/stem/fourd.zarr", "stem/.checkpoints/fourd/**/*", "items"),
+    Stage("stem_4d", "results/STO/{sample}/stem/fourd.zarr", "stem/.checkpoints/fourd/**/*", "items", wait_s=0.0),
     Stage("stem_haadf", "results/STO/{sample}/stem/planview.zarr", "stem/.checkpoints/planview/**/*", "items"),
 ]
 
@@ -218,7 +221,7 @@ def _same_outputs(ref: Path, got: Path, outputs: list[str]) -> None:
             for c in da.columns:
                 if any(w in c.lower() for w in ("time", "wall", "host", "pid", "seconds")):
                     continue  # volatile bookkeeping
-                if np.issubdtype(da[c].dtype, np.number):
+                if pd.api.types.is_numeric_dtype(da[c]):
                     np.testing.assert_allclose(da[c].values, db[c].values, rtol=1e-8, atol=1e-10, err_msg=f"{o}:{c}")
                 else:
                     assert list(da[c].astype(str)) == list(db[c].astype(str)), f"{o}:{c}"
@@ -282,7 +285,7 @@ def test_long_stage_kill_and_resume(stage, toy_run, tmp_path, monkeypatch):
     shutil.copytree(toy_run.workdir, wd, symlinks=True, ignore=shutil.ignore_patterns("toy_run.log"))
     outputs = _job_outputs(wd, stage.rule, target)
     base = wd / "results" / "STO" / (sample if "{sample}" in stage.target else "")
-    for p in _files_under(base, stage.watch):  # the job starts from nothing: no checkpoint of the original run
+    for p in _files_under(base, stage.clear or stage.watch):  # the job starts from nothing: no checkpoint of the original run
         p.unlink()
 
     args = [target, "--cores", "2", "--forcerun", stage.rule, "--configfile", TOY_CONFIG]
