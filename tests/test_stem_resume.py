@@ -23,7 +23,7 @@ import numpy as np
 from twistox.core.io import read_dataset
 
 TESTS = Path(__file__).resolve().parent
-VOLATILE_ATTRS = {"wall_time_s", "created_utc", "host", "platform"}
+VOLATILE_ATTRS = {"wall_time_s", "created_utc", "host", "platform", "git_commit"}  # git_commit: a commit made mid-test
 
 
 def _config() -> dict:
