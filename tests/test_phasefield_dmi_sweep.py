@@ -101,6 +101,7 @@ def test_bad_input_is_a_config_error():
         sweep.run_sample(_pf([0.1]), _strain(0.0), "cpu", 0)
 
 
+@pytest.mark.slow  # two Snakemake dry runs
 @pytest.mark.parametrize("configfile, expected", [(PAPER_CONFIG, True), (TOY_CONFIG, False)])
 def test_rule_only_when_enabled(configfile, expected, tmp_path):
     p = run_snakemake("-n", "--configfile", configfile, workdir=tmp_path / "w", timeout=110)

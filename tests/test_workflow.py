@@ -61,6 +61,7 @@ def _by_rule(jobs):
 # --------------------------------------------------------------------------------------------
 # (1) a 20-angle sweep of the paper config dry-runs to one job per angle per per-sample rule
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # several Snakemake dry runs (~10-20 s): in make test, not test-fast
 def test_paper_sweep_dry_run_one_job_per_angle(tmp_path):
     # max_sigma 1000 makes all 20 angles 3..40 deg distinct CSLs (3 deg needs Sigma ~ 1500 / 2)
     sweep = _write_config(tmp_path / "sweep.yaml", PAPER_CONFIG, **{"twist.angles_deg": SWEEP_ANGLES,
@@ -88,6 +89,7 @@ def test_paper_sweep_dry_run_one_job_per_angle(tmp_path):
 # --------------------------------------------------------------------------------------------
 # profiles and per-rule resources
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # several Snakemake dry runs (~10-20 s): in make test, not test-fast
 @pytest.mark.parametrize("profile", sorted(p.name for p in PROFILES.iterdir() if (p / "config.yaml").exists()))
 def test_profile_is_accepted_by_snakemake(profile, tmp_path):
     if profile == "slurm" and importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
@@ -99,6 +101,7 @@ def test_profile_is_accepted_by_snakemake(profile, tmp_path):
     assert dry_run_jobs(p.stdout + p.stderr), "profile dry run planned no job"
 
 
+@pytest.mark.slow  # several Snakemake dry runs (~10-20 s): in make test, not test-fast
 def test_rule_resources_come_from_config_and_cli(tmp_path):
     rule = "supercell"
     cfg = _write_config(tmp_path / "res.yaml", TOY_CONFIG, **{
