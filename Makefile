@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh Debian/Ubuntu machine with Python 3.11:
 #   make run    install, then run the default toy pipeline end to end
 #   make test       install, then run the whole test suite (incl. the toy pipeline end to end: ~15-25 min on 2 cores)
-#   make test-fast  install, then every test that runs no workflow job (unit, physics, config, dry runs; ~4 min)
+#   make test-fast  install, then every test that runs no workflow job (unit, physics, config, few dry runs; < 3 min)
 PY ?= python3.11
 VENV ?= .venv
 CORES ?= 2
