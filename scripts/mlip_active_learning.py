@@ -7,8 +7,7 @@ from ase.io import read, write
 from twistox.core.plots import save
 from twistox.core.runner import stage_script
 from twistox.dft.calculators import check_calculator
-from twistox.dft.labeller import Labeller
-from twistox.dft.stage import label_settings
+from twistox.dft.stage import label_settings, make_labeller
 from twistox.mlip import stage
 from twistox.mlip.figures import parity_figure, uncertainty_figure
 from twistox.mlip.metrics import write_metrics
@@ -21,7 +20,7 @@ with stage_script(sm, "active_learning") as run:
     targets = stage.carve_targets(sm.config, sm.wildcards.system)  # validates mlip.active_learning.carve
     train = read(sm.input.train, index=":", format="extxyz")
     test = read(sm.input.test, index=":", format="extxyz")
-    lab = Labeller(sm.params.cache, dft["calculator"], dft, log=run.log)
+    lab = make_labeller(sm.params.cache, sm.config, run.log)
     paths, added, metrics, ue = stage.run_active_learning(
         train, test, stage.al_start_cells(sm.config, sm.wildcards.system), sm.input.initial, sm.params.workdir, lab,
         sm.config, label_workers=sm.threads, targets=targets)

@@ -166,6 +166,33 @@ def test_changed_settings_do_not_reuse_labels(tmp_path):
     assert not any(lab2.done(a) for a in frames)
 
 
+def test_label_seed_supplies_matching_frames_and_only_those(tmp_path):
+    """dft.label_seed: a frame within the tolerance takes the seed's label (its own geometry kept with it);
+    a frame moved by 0.01 Å, or labelled with other settings, is computed."""
+    frames = _frames(3)
+    Labeller(tmp_path / "seed", "gpaw", {"ecut_eV": 300}, calc_factory=lambda a, d, t: LennardJones()).label(frames)
+    calls = []
+
+    def factory(at, d, t):
+        calls.append(at.info["frame_id"])
+        return LennardJones()
+
+    moved = [a.copy() for a in frames]
+    moved[0].positions[0] += [5e-4, 0.0, 0.0]  # within 1e-3 Å: the same frame
+    moved[1].positions[2] += [0.0, 0.01, 0.0]  # a different frame
+    lab = Labeller(tmp_path / "run", "gpaw", {"ecut_eV": 300}, calc_factory=factory, seed_dirs=(tmp_path / "seed",))
+    st = lab.label(moved)
+    assert sorted(calls) == [1] and all(s["status"] == "ok" for s in st)
+    assert "seeded_from" in lab.status(moved[0]) and "seeded_from" not in lab.status(moved[1])
+    got = lab.result(moved[0])
+    ref = LennardJones().get_potential_energy(frames[0].copy())  # the seed's geometry and energy, kept together
+    assert np.allclose(got.positions, frames[0].positions) and got.info["REF_energy"] == pytest.approx(ref)
+    other = Labeller(tmp_path / "run2", "gpaw", {"ecut_eV": 500}, calc_factory=factory, seed_dirs=(tmp_path / "seed",))
+    assert other.seed(frames) == 0
+    with pytest.raises(FileNotFoundError, match="dft.label_seed"):
+        Labeller(tmp_path / "run3", "gpaw", {}, seed_dirs=(tmp_path / "nowhere",)).seed(frames)
+
+
 def test_transient_failures_are_retried_and_scf_failures_are_permanent(tmp_path):
     """Issue 14 item 4: out of memory / launcher / missing code are not cached as failures; a resume retries them;
     labels.csv tells scf_failed (permanent) from transient."""

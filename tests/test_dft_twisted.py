@@ -108,3 +108,19 @@ def test_dipole_reaches_gpaw_parameters():
     assert not calc.parameters.todict().get("poissonsolver")
     calc = make_calculator("gpaw", {}, bulk_cell(MAT))
     assert not calc.parameters.todict().get("poissonsolver")
+
+
+def test_dipole_layer_frame_is_labelled_with_an_open_z_boundary():
+    """GPAW refuses a dipole layer on a cell periodic along z; label_one must open z for it (the
+    network labels of issue 12 failed on exactly this) and still label plain-PW-style frames periodic."""
+    pytest.importorskip("gpaw")
+    from twistox.dft.calculators import calculator_record, make_calculator
+    from twistox.dft.labeller import label_one
+
+    slab = slab_1x1(MAT, 2, 0, 6.0)  # SrO | TiO2: faces differ -> dipole layer
+    assert faces_differ(slab) and not slab.pbc[2]
+    settings = {"xc": "LDA", "kpt_density": 1.0, "gpaw": {"mode": "lcao", "basis": "dzp", "h": 0.3}}
+    calc = make_calculator("gpaw", settings, slab)
+    out, status = label_one(slab, calc, calculator_record("gpaw", settings))
+    assert status["status"] == "ok", status["reason"]
+    assert np.isfinite(out.arrays["REF_forces"]).all() and not out.pbc[2]

@@ -34,7 +34,8 @@ rule dft_label:
         # per-frame results survive a killed job (not a declared output): a rerun labels only the rest
         cache=lambda wc: f"{RESULTS}/{wc.system}/dft/cache",
         settings=lambda wc: {k: v for k, v in config["dft"].items()
-                             if k not in ("configs", "transient_retries", "on_transient_failure")},
+                             if k not in ("configs", "transient_retries", "on_transient_failure",
+                                          "label_seed", "label_seed_tolerance_A")},
     log:
         "logs/dft_label/{system}.log",
     benchmark:

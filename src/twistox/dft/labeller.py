@@ -98,14 +98,23 @@ def frame_status(atoms: Atoms) -> dict:
             "split": atoms.info.get("split", ""), "n_atoms": len(atoms)}
 
 
+def _has_dipole_layer(calc) -> bool:
+    """True when the calculator's Poisson solver carries a dipole layer (GPAW ``dipolelayer``)."""
+    par = getattr(calc, "parameters", None)
+    par = par.todict() if hasattr(par, "todict") else dict(par or {})
+    ps = par.get("poissonsolver") or {}
+    return isinstance(ps, dict) and bool(ps.get("dipolelayer"))
+
+
 def label_one(atoms: Atoms, calc: Calculator, record: dict) -> tuple[Atoms | None, dict]:
     """Run one calculation. Returns (labelled frame or None, status dict with reason and wall time)."""
     t0 = time.time()
     work = atoms.copy()
     work.info.clear()
     orig_pbc = atoms.pbc.copy()
-    # plane-wave codes need 3D periodicity: vacuum separates slab images along z
-    work.pbc = True
+    # plane-wave codes need 3D periodicity (vacuum separates slab images along z); a dipole layer
+    # along z needs the opposite, an open z boundary
+    work.pbc = [True, True, not _has_dipole_layer(calc)]
     work.calc = calc
     status = frame_status(atoms)
     try:
@@ -161,11 +170,14 @@ class Labeller:
     settings: dict = field(default_factory=dict)
     calc_factory: Callable | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("twistox.dft.labeller"))
+    seed_dirs: tuple = ()  # read-only label caches consulted before any calculation (dft.label_seed)
+    seed_tolerance: float = 1e-3  # Å: largest position/cell difference for a seed label to count
 
     def __post_init__(self):
         self.cache_dir = Path(self.cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.record = calculator_record(self.name, self.settings)
+        self._seeds: list[tuple[Path, Atoms]] | None = None
 
     def _factory(self, atoms, directory, txt):
         if self.calc_factory is not None:
@@ -226,12 +238,75 @@ class Labeller:
         f = self.cache_dir / f"{self.key(atoms)}.extxyz"
         return read(f, format="extxyz") if f.exists() else None
 
+    def _seed_frames(self) -> list[tuple[Path, Atoms]]:
+        """Every successful label in ``seed_dirs`` made with this calculator record (read once)."""
+        if self._seeds is None:
+            rec = json.dumps(self.record, sort_keys=True)
+            self._seeds = []
+            for d in map(Path, self.seed_dirs):
+                if not d.is_dir():
+                    raise FileNotFoundError(f"dft.label_seed: {str(d)!r} is not a directory; allowed: existing label "
+                                            "cache directories (e.g. data/label_seed/network)")
+                for f in sorted(d.glob("*.extxyz")):
+                    if f.name.startswith("."):
+                        continue
+                    at = read(f, format="extxyz")
+                    if at.info.get("calc_settings") == rec:
+                        self._seeds.append((f, at))
+        return self._seeds
+
+    def seed_match(self, atoms: Atoms) -> Path | None:
+        """The seed label of this frame: same frame id, species, pbc and calculator record; cell and
+        positions (minimum image) within ``seed_tolerance`` Å. None when there is none."""
+        fid = int(atoms.info.get("frame_id", 0))
+        for f, s in self._seed_frames():
+            if (int(s.info.get("frame_id", 0)) != fid or len(s) != len(atoms)
+                    or not np.array_equal(s.numbers, atoms.numbers) or not np.array_equal(s.pbc, atoms.pbc)
+                    or np.abs(np.asarray(s.cell) - np.asarray(atoms.cell)).max() > self.seed_tolerance):
+                continue
+            d = atoms.positions - s.positions
+            frac = np.linalg.solve(np.asarray(atoms.cell).T, d.T).T
+            frac[:, atoms.pbc] -= np.round(frac[:, atoms.pbc])
+            if np.abs(frac @ np.asarray(atoms.cell)).max() <= self.seed_tolerance:
+                return f
+        return None
+
+    def seed(self, frames: list[Atoms]) -> int:
+        """Copy the seed labels of frames not yet in the cache into it; returns how many were copied.
+
+        The seed's own geometry is kept with its labels (it differs from the requested frame by at
+        most ``seed_tolerance``), so energies and forces always belong to the stored positions."""
+        if not self.seed_dirs:
+            return 0
+        n = 0
+        for at in frames:
+            if self.done(at):
+                continue
+            f = self.seed_match(at)
+            if f is None:
+                continue
+            k = self.key(at)
+            meta = f.with_suffix(".json")
+            status = json.loads(meta.read_text()) if meta.exists() else {**frame_status(at), "status": "ok",
+                                                                         "failure": "", "reason": "", "wall_s": 0.0}
+            status.update(key=k, seeded_from=str(f))
+            tmp = self.cache_dir / f".{k}.{uuid.uuid4().hex[:8]}.extxyz"
+            shutil.copyfile(f, tmp)
+            atomic_write_text(self.cache_dir / f"{k}.json", json.dumps(status))
+            os.replace(tmp, self.cache_dir / f"{k}.extxyz")
+            n += 1
+        self.log.info("%d of %d frames taken from the label seed (%s)", n, len(frames),
+                      ", ".join(map(str, self.seed_dirs)))
+        return n
+
     def label(self, frames: list[Atoms], workers: int = 1, retries: int = 0) -> list[dict]:
         """Label every frame not yet in the cache; ``workers`` > 1 runs that many processes.
 
         Frames that failed for a transient reason are tried again up to ``retries`` times in
-        this call (and again in any later call: they are never cached as failed).
+        this call (and again in any later call: they are never cached as failed). Labels found in
+        ``seed_dirs`` are copied in first and never recomputed.
         """
+        self.seed(frames)
         for attempt in range(int(retries) + 1):
             todo = [a for a in frames if not self.done(a)]
             if not todo:

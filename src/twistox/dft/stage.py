@@ -28,6 +28,14 @@ def label_settings(config: dict) -> dict:
     return {**config["dft"], "device": config["device"]}
 
 
+def make_labeller(cache_dir: str | Path, config: dict, log_: logging.Logger | None = None) -> Labeller:
+    """The run's labeller: cache in ``cache_dir``, calculator from config['dft'], read-only seed
+    caches from ``dft.label_seed`` (paths relative to the working directory)."""
+    dft = label_settings(config)
+    return Labeller(Path(cache_dir), dft["calculator"], dft, log=log_ or log,
+                    seed_dirs=tuple(dft.get("label_seed", ())), seed_tolerance=float(dft.get("label_seed_tolerance_A", 1e-3)))
+
+
 def run_configs(config: dict, system: str, rng: np.random.Generator) -> list[Atoms]:
     """Unlabelled training configurations of ``system`` (see :func:`twistox.dft.trainset.generate`)."""
     from twistox.supercell.stage import bilayer_spec, material
@@ -57,7 +65,7 @@ def run_label(frames: list[Atoms], cache_dir: str | Path, config: dict, workers:
     """
     dft = label_settings(config)
     check_calculator(dft["calculator"], dft)  # one clear error (how to install) before any work
-    lab = Labeller(Path(cache_dir), dft["calculator"], dft, log=log)
+    lab = make_labeller(cache_dir, config)
     lab.label(frames, workers=workers, retries=dft["transient_retries"])
     good, statuses = collect(frames, lab)
     train = [a for a in good if a.info["split"] == "train"]
