@@ -64,6 +64,7 @@ BAD = [
     ("type-grid", {"relax.translation_grid": 2.5}, "relax.translation_grid", "allowed"),
     ("type-energy", {"stem.energy_kev": [300]}, "stem.energy_kev", "allowed"),
     ("enum-device", {"device": "gpu"}, "device", "'auto', 'cpu', 'cuda'"),
+    ("dft-label-seed-missing", {"dft.label_seed": ["no/such/label/cache"]}, "dft.label_seed", "allowed"),
     # ranges
     ("range-angle-0", {"twist.angles_deg": [0]}, "twist.angles_deg[0]", "0"),
     ("range-angle-95", {"twist.angles_deg": [95]}, "twist.angles_deg[0]", "90"),

@@ -65,6 +65,10 @@ def check_dft(config: dict, software: bool = True) -> None:
     from twistox.dft.calculators import CALCULATORS, check_calculator
 
     dft = config["dft"]
+    for d in dft.get("label_seed", ()):
+        if not Path(d).is_dir():
+            raise ConfigError(f"config key 'dft.label_seed': {d!r} is not a directory (paths are relative to the "
+                              "working directory); allowed: existing label cache directories, or []")
     calcs = [("dft.calculator", dft.get("calculator"))]
     md = dft.get("configs", {})
     if md.get("md", 0) and md.get("md_calculator"):
