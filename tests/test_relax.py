@@ -140,6 +140,63 @@ def test_md_resume(tmp_path):
     assert np.allclose(res.mean_positions, full.mean_positions, atol=1e-12)
 
 
+def test_md_block_averages_of_the_recorded_trajectory():
+    """positions_blocks (issue 12 item 10): the trajectory recorded through ``observe`` (every step) gives the
+    block averages directly: frames of steps start < s <= n_steps, centre-of-mass drift removed, in equal
+    contiguous blocks; the 23-step window in 5 blocks is trimmed by 23 mod 5 = 3 steps at its start."""
+    L = 8.0
+    x0 = np.random.default_rng(0).uniform(0, L, size=(10, 3))
+    masses = np.linspace(1.0, 30.0, 10)
+    frames = []
+
+    def record(x):
+        frames.append(x)
+        return (float(x.sum()),)
+
+    r = langevin_md(Harmonic(x0, 1.0, L), x0, masses, 300.0, 1.0, n_steps=30, n_discard=7, friction_per_fs=0.05,
+                    rng=np.random.default_rng(3), n_blocks=5, observe=record, observe_every=1)
+    X = np.stack(frames)  # (30, N, 3), steps 1..30
+    m = masses[:, None]
+    com = (m * X).sum(1) / m.sum()
+    Y = X - (com - (m * x0).sum(0) / m.sum())[:, None, :]
+    ref = Y[10:].reshape(5, 4, 10, 3).mean(axis=1)  # steps 11..30
+    assert r.n_averaged == 20 and r.block_positions.shape == (5, 10, 3)
+    assert np.allclose(r.block_positions, ref, rtol=0, atol=1e-12)
+    assert np.allclose(r.mean_positions, Y[10:].mean(0), rtol=0, atol=1e-12)
+    assert np.abs(r.block_positions.mean(0) - r.mean_positions).max() < 1e-12
+    assert np.array_equal(r.observed_time_fs, np.arange(1.0, 31.0)) and r.observed.shape == (30, 1)
+    # the blocks differ (thermal noise), so their spread is a real error bar, not zero
+    assert r.block_positions.std(0).max() > 1e-3
+    with pytest.raises(ValueError, match="n_blocks"):
+        langevin_md(Harmonic(x0, 1.0, L), x0, masses, 300.0, 1.0, n_steps=30, n_discard=27, n_blocks=4)
+
+
+def test_md_resume_with_blocks_and_observer_is_bit_identical(tmp_path):
+    L = 8.0
+    x0 = np.random.default_rng(0).uniform(0, L, size=(10, 3))
+    kw = dict(masses=np.full(10, 10.0), temperature_K=300.0, timestep_fs=1.0, n_steps=200, n_discard=50, n_blocks=4,
+              observe=lambda x: (float(np.abs(x).max()), float(x.mean())), observe_every=15)
+    full = langevin_md(Harmonic(x0, 1.0, L), x0, rng=np.random.default_rng(5), **kw)
+
+    class Killing(Harmonic):
+        calls = 0
+
+        def evaluate(self, positions, ids):
+            Killing.calls += 1
+            if Killing.calls == 120:
+                raise KeyboardInterrupt
+            return super().evaluate(positions, ids)
+
+    with pytest.raises(KeyboardInterrupt):
+        langevin_md(Killing(x0, 1.0, L), x0, rng=np.random.default_rng(5),
+                    checkpoint=Checkpoint(tmp_path, "md", interval_s=0.0), **kw)
+    res = langevin_md(Harmonic(x0, 1.0, L), x0, rng=np.random.default_rng(5),
+                      checkpoint=Checkpoint(tmp_path, "md", 0.0), **kw)
+    for name in ("mean_positions", "block_positions", "observed_time_fs", "observed", "final_positions"):
+        assert np.array_equal(getattr(res, name), getattr(full, name)), name
+    assert res.observed.shape == (13, 2)
+
+
 def test_translation_by_a_lattice_vector_is_identity():
     from twistox.supercell.lattice import nearest_csl
     from twistox.supercell.builder import BilayerSpec, build_bilayer
@@ -160,14 +217,14 @@ def test_translation_by_a_lattice_vector_is_identity():
         translation_grid(0)
 
 
-def tiny_mace(path, r_max=4.0, zs=(8, 22, 38)):
+def tiny_mace(path, r_max=4.0, zs=(8, 22, 38), seed=0):
     """A random-weight MACE model (tests only: the physics is meaningless, the plumbing is not)."""
     import mace  # noqa: F401  (mace configures torch.load for e3nn's constants)
     import torch
     from e3nn import o3
     from mace import modules
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     torch.set_default_dtype(torch.float64)
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     model = modules.ScaleShiftMACE(
@@ -222,7 +279,8 @@ def test_relax_bilayer_end_to_end(tmp_path):
     cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
-                  "friction_per_ps": 10.0, "sample_every": 5}}
+                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
+           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2}}
     out = relax_bilayer(atoms, calc, cfg, np.random.default_rng(0), checkpoint_dir=tmp_path / "ck",
                         checkpoint_key="t")
     assert out.scan_energy.shape == (2, 2)
@@ -260,7 +318,8 @@ def test_split_relax_package_reproduces_the_pre_split_numbers():
     cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
-                  "friction_per_ps": 10.0, "sample_every": 5}}
+                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
+           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2}}
     out = relax_bilayer(atoms, LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True), cfg,
                         np.random.default_rng(0))
     assert out.energy_relaxed == pytest.approx(-3.9868581063990134, rel=1e-12)

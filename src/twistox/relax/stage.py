@@ -20,13 +20,20 @@ from ase import Atoms
 from twistox.core.checkpoint import Checkpoint
 from twistox.core.config import ConfigError
 from twistox.core.hashing import file_hash, settings_hash
+from twistox.relax import committee as cstd
 from twistox.relax.evaluators import Renamed, energies_in_batches, make_evaluator
 from twistox.relax.fire import fire_relax
 from twistox.relax.lattice_constant import apply_lattice_constant, geometry_attrs
-from twistox.relax.md import MDResult, langevin_md
+from twistox.relax.md import MDResult, averaging_window, langevin_md
 from twistox.relax.scan import minimum_image_displacement, translate_top_layer, translation_grid
 
 log = logging.getLogger("twistox")
+
+
+def md_steps(md: dict) -> tuple[int, int]:
+    """(total, discarded) MD steps of config['relax']['md']."""
+    return (max(1, int(round(md["total_ps"] * 1000.0 / md["timestep_fs"]))),
+            int(round(md["discard_ps"] * 1000.0 / md["timestep_fs"])))
 
 
 def check_settings(cfg: dict) -> None:
@@ -38,6 +45,11 @@ def check_settings(cfg: dict) -> None:
                               "allowed: 0 <= discard_ps < total_ps")
         if md["total_ps"] * 1000.0 / md["timestep_fs"] < 1:
             raise ConfigError("relax.md.total_ps: shorter than one time step; allowed: total_ps >= timestep_fs / 1000")
+        n_steps, n_discard = md_steps(md)
+        if md["blocks"] > n_steps - n_discard:
+            raise ConfigError(f"relax.md.blocks: {md['blocks']} blocks but the averaging window "
+                              f"(total_ps - discard_ps) has only {n_steps - n_discard} steps; allowed: "
+                              f"2 <= blocks <= {n_steps - n_discard} (or a longer window)")
 
 
 def mlip_calculator(model_paths: Sequence[str], mode: str = "mean", device: str = "auto", dtype: str = "float64"):
@@ -66,14 +78,16 @@ class RelaxOutcome:
     converged: bool
     md: MDResult | None
     timings: dict
+    committee: cstd.CommitteeStd | None = None  # force disagreement; None when not evaluated
 
 
 def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, checkpoint_dir=None,
-                  checkpoint_key: str = "") -> RelaxOutcome:
+                  checkpoint_key: str = "", committee: cstd.Committee | None = None) -> RelaxOutcome:
     """Translation scan -> FIRE relaxation of the best candidate -> Langevin MD averaging.
 
     ``atoms``: rigid supercell with arrays ``layer`` and info ``layer_angles_deg``, ``a``.
-    ``cfg``: config['relax'] (schema defaults filled in).
+    ``cfg``: config['relax'] (schema defaults filled in). ``committee``: every member's evaluator, for the
+    force disagreement on the relaxed structure and along the MD (``cfg['committee_std']``); None skips it.
     """
     check_settings(cfg)
     t0 = time.time()
@@ -101,17 +115,26 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
              fin.energies[0], fin.fmax[0], "converged" if fin.converged[0] else "NOT converged", fin.steps[0],
              time.time() - t1)
     relaxed = fin.positions[0]
-    md_res = None
+    md_res, cs, observe = None, None, None
     t2 = time.time()
     md = cfg["md"]
+    if committee is not None:
+        cs = cstd.CommitteeStd(len(committee), cfg["committee_std"]["warn_eV_per_A"], committee.per_atom_std(relaxed))
+        cstd.warn_if_extrapolating(cstd.frame_summary(cs.per_atom)[0], cs.threshold, "the relaxed structure")
+        if len(committee) >= 2:
+            observe = lambda x: cstd.frame_summary(committee.per_atom_std(x, ident=1))  # noqa: E731
     if md["enabled"]:
-        n_steps = max(1, int(round(md["total_ps"] * 1000.0 / md["timestep_fs"])))
-        n_discard = int(round(md["discard_ps"] * 1000.0 / md["timestep_fs"]))
-        log.info("MD: %d steps of %.2f fs at %.0f K, averaging the last %d", n_steps, md["timestep_fs"],
-                 md["temperature_K"], n_steps - n_discard)
+        n_steps, n_discard = md_steps(md)
+        start, per_block = averaging_window(n_steps, n_discard, md["blocks"])
+        log.info("MD: %d steps of %.2f fs at %.0f K, averaging the last %d in %d blocks of %d", n_steps,
+                 md["timestep_fs"], md["temperature_K"], n_steps - start, md["blocks"], per_block)
         md_res = langevin_md(Renamed(ev, 2 * 10**6), relaxed, atoms.get_masses(), md["temperature_K"],
                              md["timestep_fs"], n_steps, n_discard, friction_per_fs=md["friction_per_ps"] / 1000.0,
-                             sample_every=md["sample_every"], rng=rng, checkpoint=ck, phase="md")
+                             sample_every=md["sample_every"], rng=rng, checkpoint=ck, phase="md", n_blocks=md["blocks"],
+                             observe=observe, observe_every=md["sample_every"] * cfg["committee_std"]["md_every"])
+        if observe is not None and len(md_res.observed_time_fs):
+            cs.md_time_fs, (cs.md_max, cs.md_p99) = md_res.observed_time_fs, md_res.observed.T
+            cstd.warn_if_extrapolating(cs.md_maxima()[0], cs.threshold, "the MD trajectory (largest frame)")
         final = md_res.mean_positions
         log.info("MD done in %.1f s: <T> = %.1f K over the averaging window", time.time() - t2,
                  float(np.mean(md_res.temperature[md_res.time_fs > n_discard * md["timestep_fs"]]))
@@ -128,6 +151,7 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
         fmax_relaxed=float(fin.fmax[0]), converged=bool(fin.converged[0]), md=md_res,
         timings={"time_scan_s": t1 - t0, "time_refine_s": t2 - t1, "time_md_s": time.time() - t2,
                  "scan_force_calls": int(scan.steps.sum()), "refine_force_calls": int(fin.steps[0])},
+        committee=cs,
     )
 
 
@@ -158,6 +182,11 @@ def relaxed_dataset(atoms: Atoms, out: RelaxOutcome, base_attrs: dict):
         ds = ds.assign_coords(md_time=("md_time", out.md.time_fs, {"units": "fs"}))
         ds["md_temperature"] = ("md_time", out.md.temperature, {"units": "K"})
         ds["md_potential_energy"] = ("md_time", out.md.potential_energy, {"units": "eV"})
+        # same lattice shift as the wrapped mean, so the mean over blocks is `positions` to rounding
+        blocks = out.md.block_positions + (out.positions - out.md.mean_positions)[None]
+        ds["positions_blocks"] = (("block", "atom", "xyz"), blocks, {
+            "units": "Å", "description": "MD averaging window in equal contiguous blocks, each time-averaged like "
+            "positions (unwrapped, centre-of-mass drift removed); mean over blocks = positions"})
     i, j = out.best
     st = list(base_attrs.get("translation", [0.0, 0.0]))
     ds.attrs.update(
@@ -165,8 +194,10 @@ def relaxed_dataset(atoms: Atoms, out: RelaxOutcome, base_attrs: dict):
         translation=[st[0] + float(out.tx[i]), st[1] + float(out.ty[j])],
         energy_relaxed=out.energy_relaxed, fmax_relaxed=out.fmax_relaxed, relax_converged=out.converged,
         md_ran=out.md is not None, md_frames_averaged=out.md.n_averaged if out.md is not None else 0,
+        md_blocks=len(out.md.block_positions) if out.md is not None else 0,
         **out.timings,
     )
+    cstd.add_to_dataset(ds, out.committee, "not evaluated (relax.committee_std.enabled: false)")
     return ds
 
 
@@ -190,7 +221,10 @@ def run(supercell: xr.Dataset, model_paths: Sequence[str], config: dict, rng: np
     log.info("%d atoms, %d model(s) (%s), device %s", len(atoms), len(models), cfg["committee_mode"], config["device"])
     # the potential's own cubic a0 (issue 12 item 5): no spurious biaxial strain on both layers
     atoms, lattice_attrs = apply_lattice_constant(atoms, calc, cfg["lattice_constant"])
+    # every committee member, also when the forces come from the first one (issue 12 item 9)
+    committee = (cstd.Committee.from_models(models, atoms, config["device"], cfg["dtype"], cfg["neighbour_skin"], calc)
+                 if cfg["committee_std"]["enabled"] else None)
     out = relax_bilayer(atoms, calc, cfg, rng, checkpoint_dir=checkpoint_dir,
-                        checkpoint_key=relax_checkpoint_key(atoms, cfg, seed, models))
+                        checkpoint_key=relax_checkpoint_key(atoms, cfg, seed, models), committee=committee)
     ds = relaxed_dataset(atoms, out, {**dict(supercell.attrs), **geometry_attrs(atoms), **lattice_attrs})
     return ds, atoms_from_dataset(ds)

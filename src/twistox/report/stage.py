@@ -53,6 +53,12 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
                 "m": sc.attrs.get("m", np.nan), "n": sc.attrs.get("n", np.nan),
                 "moire_period_A": sc.attrs.get("moire_period", np.nan),
                 "supercell_length_A": sc.attrs.get("supercell_length", np.nan), "n_atoms": sc.attrs.get("n_atoms", np.nan)})
+    # committee force disagreement (relaxed.zarr; eV/Å): final-structure max and p99 over atoms, MD largest max
+    rel = read_dataset(d / "relaxed.zarr").attrs if (d / "relaxed.zarr").exists() else {}
+    for col, key in (("relax_committee_std_max_eV_per_A", "committee_std_max"),
+                     ("relax_committee_std_p99_eV_per_A", "committee_std_p99"),
+                     ("relax_md_committee_std_max_eV_per_A", "md_committee_std_max")):
+        row[col] = float(rel.get(key, np.nan))
     row["max_P_phasefield"] = np.nan
     if (d / "phasefield.zarr").exists():
         pf = read_dataset(d / "phasefield.zarr")
