@@ -9,7 +9,9 @@ potential's entrance plane), verified numerically. Images: xarray (..., y, x) in
 from __future__ import annotations
 
 import json
+import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import xarray as xr
@@ -19,26 +21,52 @@ from twistox.stem import phonons
 from twistox.stem.multislice import (ProbeSettings, batch_size, build_potential, grid_scan, make_probe,
                                      probe_settings, scan_coords, to_numpy)
 from twistox.stem.postprocess import check_finite, postprocess_config
+from twistox.stem.tiling import OUTPUT_COPIES, ScanTiling, iter_tiles, potential_shape, scan_tiles_for_budget, tile_scan
+
+
+def planview_plan(atoms, s: ProbeSettings, outer: float, step: float, budget_mb: float | None,
+                  key: str = "resources.stem_haadf.mem_mb", pot=None, extra_mb: float = 0.0,
+                  real_bytes: int = 4) -> ScanTiling:
+    """Scan tiling of :func:`planview_radial` under ``budget_mb`` [MB] (None = one tile), decided before
+    the potential is built (ConfigError naming ``key`` when not even one probe position fits)."""
+    scan = grid_scan((0.0, 0.0), (float(atoms.cell[0, 0]), float(atoms.cell[1, 1])), s.scan_sampling)
+    grid, n_slices = (tuple(pot.gpts), len(pot)) if pot is not None else potential_shape(atoms, s)
+    batch = batch_size(s, SimpleNamespace(gpts=grid))
+    return scan_tiles_for_budget((int(scan.gpts[1]), int(scan.gpts[0])), grid, n_slices, int(math.ceil(outer / step)) + 1,
+                                 budget_mb, batch=batch if isinstance(batch, int) else 1, supersampling=s.supersampling,
+                                 real_bytes=real_bytes, key=key, extra_mb=extra_mb)
 
 
 def planview_radial(atoms, s: ProbeSettings, defocus_abtem: float, outer: float, step: float,
-                    pot=None) -> xr.DataArray:
+                    pot=None, budget_mb: float | None = None, key: str = "resources.stem_haadf.mem_mb",
+                    log=None, real_bytes: int = 4) -> xr.DataArray:
     """Flexible annular detector signal over one supercell: dims (y, x, angle); fraction of the beam.
 
     ``angle`` holds the inner edge of each ``step``-mrad bin, from 0 to ``outer``. Coordinates are
-    those of the simulated specimen (abTEM's frame).
+    those of the simulated specimen (abTEM's frame). The scan runs tile by tile (abTEM ``GridScan``
+    per tile) so the predicted peak stays under ``budget_mb`` [MB] (None = one tile; ``real_bytes`` 8
+    for stem.precision float64).
     """
     import abtem
 
+    plan = planview_plan(atoms, s, outer, step, budget_mb, key, pot=pot, real_bytes=real_bytes)
     pot = pot if pot is not None else build_potential(atoms, s)
     probe = make_probe(pot, s, defocus_abtem)
     scan = grid_scan((0.0, 0.0), (float(atoms.cell[0, 0]), float(atoms.cell[1, 1])), s.scan_sampling)
     det = abtem.FlexibleAnnularDetector(step_size=step, inner=0.0, outer=outer)
-    meas = probe.scan(pot, scan=scan, detectors=det, max_batch=batch_size(s, pot), lazy=True).compute()
-    arr = to_numpy(meas.array)[..., 0]  # (nx, ny, n_radial), single azimuthal bin
+    if log is not None and plan.n_tiles > 1:
+        log.info("  plan-view memory: %s", plan.describe())
+    out = None
+    for ys, xs in iter_tiles(plan):
+        part = tile_scan(scan, ys, xs) if plan.n_tiles > 1 else scan
+        meas = probe.scan(pot, scan=part, detectors=det, max_batch=batch_size(s, pot), lazy=True).compute()
+        arr = to_numpy(meas.array)[..., 0]  # (nx, ny, n_radial), single azimuthal bin
+        if out is None:
+            out = np.empty((plan.scan[0], plan.scan[1], arr.shape[-1]), dtype=arr.dtype)
+        out[ys, xs] = arr.transpose(1, 0, 2)
     x, y = scan_coords(scan)
-    angles = np.arange(arr.shape[-1]) * step
-    return xr.DataArray(arr.transpose(1, 0, 2), dims=("y", "x", "angle"),
+    angles = np.arange(out.shape[-1]) * step
+    return xr.DataArray(out, dims=("y", "x", "angle"),
                         coords={"y": y, "x": x, "angle": angles},
                         attrs={"units": "1", "description": "flexible annular detector, fraction of the incident beam per bin",
                                "angle_units": "mrad", "angle_step_mrad": step})
@@ -82,7 +110,8 @@ def part_rng(seed: int, *keys: int) -> np.random.Generator:
 
 
 def radial_focal_series(sample, s: ProbeSettings, cfg: dict, foci: list[tuple[str, float]], name: str,
-                        seed: int, ckpt, log) -> list[xr.DataArray]:
+                        seed: int, ckpt, log, budget_mb: float | None = None,
+                        key: str = "resources.stem_haadf.mem_mb") -> list[xr.DataArray]:
     """Flexible-detector data (y, x, angle) per focus in the sample frame, averaged over the
     frozen-phonon configurations (one static configuration when they are off).
 
@@ -104,7 +133,8 @@ def radial_focal_series(sample, s: ProbeSettings, cfg: dict, foci: list[tuple[st
                 nonlocal pot
                 pot = pot if pot is not None else build_potential(conf, s)  # once per configuration
                 r = planview_radial(conf, s, smp["vacuum"] + depth, pv["detector"]["outer_mrad"],
-                                    pv["detector"]["step_mrad"], pot=pot)
+                                    pv["detector"]["step_mrad"], pot=pot, budget_mb=budget_mb, key=key, log=log,
+                                    real_bytes=8 if cfg["precision"] == "float64" else 4)
                 return to_sample_frame(r, smp["beam_entrance"]).to_dataset(name="adf_radial")
 
             t = time.time()
@@ -117,7 +147,8 @@ def radial_focal_series(sample, s: ProbeSettings, cfg: dict, foci: list[tuple[st
     return [(r / len(confs)).assign_attrs(attrs) for r in sums]
 
 
-def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt, log) -> xr.Dataset:
+def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt, log,
+                 mem_budget_mb: float | None = None) -> xr.Dataset:
     """Plan-view focal series for each structure: flexible-detector data and post-processed ADF images."""
     from twistox.stem.sample import planview_sample
 
@@ -131,7 +162,16 @@ def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt, log)
         log.info("plan view %s: %d atoms, %.1f Å thick (interface %.1f Å deep), %d foci, beam enters %s", name,
                  len(sample), sample.info["sample_thickness"], sample.info["interface_depth"], len(foci),
                  smp["beam_entrance"])
-        radial = radial_focal_series(sample, s, cfg, foci, name, phonon_seed(cfg, seed, 1, si), ckpt, log)
+        # memory plan before any work (ConfigError naming the budget key when one probe cannot fit); the
+        # focal series keeps ~2 radial arrays per focus (sums and the one just read) besides the scan tile
+        budget, bkey = memory_budget(cfg, mem_budget_mb), budget_key(cfg, "stem_haadf")
+        plan = planview_plan(sample, s, pv["detector"]["outer_mrad"], pv["detector"]["step_mrad"], budget, bkey)
+        held = 2 * len(foci) * plan.scan[0] * plan.scan[1] * plan.per_probe_mb / OUTPUT_COPIES
+        plan = planview_plan(sample, s, pv["detector"]["outer_mrad"], pv["detector"]["step_mrad"], budget, bkey,
+                             extra_mb=held, real_bytes=8 if cfg["precision"] == "float64" else 4)
+        log.info("plan view %s memory: %s", name, plan.describe())
+        radial = radial_focal_series(sample, s, cfg, foci, name, phonon_seed(cfg, seed, 1, si), ckpt, log,
+                                     budget_mb=None if budget is None else budget - held, key=bkey)
         sfx = suffix(names, name)
         rad = xr.concat(radial, dim="defocus").rename(y="y_scan", x="x_scan")
         depth = np.array([d for _, d in foci])
@@ -159,6 +199,17 @@ def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt, log)
                                                            "tiles": pv["tiles"], "postprocess": cfg["postprocess"]})
     out.attrs["planview_frozen_phonons"] = phonons.describe(cfg, "planview")
     return out
+
+
+def budget_key(cfg: dict, rule: str) -> str:
+    """Config key that sets a STEM part's memory budget: ``stem.mem_budget_mb`` when set, else the job's mem_mb."""
+    return "stem.mem_budget_mb" if cfg.get("mem_budget_mb") is not None else f"resources.{rule}.mem_mb"
+
+
+def memory_budget(cfg: dict, job_mem_mb: float | None) -> float | None:
+    """Memory budget [MB] of a STEM part: ``stem.mem_budget_mb``, else the job's mem_mb, else None (no limit)."""
+    b = cfg.get("mem_budget_mb")
+    return float(b) if b is not None else (float(job_mem_mb) if job_mem_mb else None)
 
 
 def phonon_seed(cfg: dict, seed: int, *keys: int) -> int:

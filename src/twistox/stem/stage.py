@@ -20,9 +20,11 @@ GEOMETRY_ATTRS = ("theta_deg", "sigma", "supercell_length", "moire_period", "int
 
 
 def run_part(part: str, src: xr.Dataset, cfg: dict, device_preference: str, threads: int, seed: int,
-             checkpoint_dir: str | None, log: logging.Logger) -> xr.Dataset:
+             checkpoint_dir: str | None, log: logging.Logger, mem_budget_mb: float | None = None) -> xr.Dataset:
     """Simulate one part of the ``stem`` config (validated section ``cfg``) for every configured
-    structure of the store ``src`` (relaxed.zarr or supercell.zarr); checkpointed per sub-simulation."""
+    structure of the store ``src`` (relaxed.zarr or supercell.zarr); checkpointed per sub-simulation.
+    ``mem_budget_mb``: the job's mem_mb [MB] (``stem.mem_budget_mb`` overrides it); plan view and 4D-STEM
+    scan in tiles that keep the predicted peak under it (twistox.stem.tiling)."""
     from twistox.stem.cross_section import run_cross_sections
     from twistox.stem.fourd import run_fourd
     from twistox.stem.planview import run_planview
@@ -37,11 +39,11 @@ def run_part(part: str, src: xr.Dataset, cfg: dict, device_preference: str, thre
     log.info("stem %s: structures %s, device %s", part, list(structures), device)
     ckpt = Checkpoint(checkpoint_dir)
     if part == "planview":
-        ds = run_planview(structures, cfg, device, seed, ckpt, log)
+        ds = run_planview(structures, cfg, device, seed, ckpt, log, mem_budget_mb=mem_budget_mb)
     elif part == "cross_section":
         ds = run_cross_sections(structures, cfg, device, seed, ckpt, log)
     else:
-        ds, patterns = run_fourd(structures, cfg, device, seed, ckpt, log)
+        ds, patterns = run_fourd(structures, cfg, device, seed, ckpt, log, mem_budget_mb=mem_budget_mb)
         if patterns is not None:
             ds = ds.merge(patterns)
     ds.attrs.update(structures=list(structures), energy_kev=float(cfg["energy_kev"]), device=device,

@@ -11,7 +11,9 @@ Calibrated on CPU (benchmarks/bench_stem_memory.py, Σ13 2×2-tiled, 288² grid,
 detector 82,944 px): peak RSS 399 / 525 / 1010 MB for 4² / 16² / 32² probes; this model gives
 406 / 558 / 1044 MB (+2 / +6 / +3 %).
 Only the last term grows with the tile, so the largest tile that fits is
-(budget − fixed terms) / (pixels per probe × bytes). Scan positions are [y, x] (rows = y).
+(SAFETY · budget − fixed terms) / (pixels per probe × bytes × copies). Callers add what else they hold
+for the whole scan (``extra_mb``: e.g. the 4D-STEM bright-field crops) and per probe (``copies``: e.g. the
+frozen-phonon sum). Scan positions are [y, x] (rows = y).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Iterator
 
 from twistox.core.config import ConfigError
 
-__all__ = ["ScanTiling", "stem_memory_mb", "scan_tiles_for_budget", "iter_tiles", "tile_scan", "BASE_MB",
-           "WAVE_COPIES", "OUTPUT_COPIES"]
+__all__ = ["ScanTiling", "stem_memory_mb", "scan_tiles_for_budget", "iter_tiles", "tile_scan", "potential_shape",
+           "BASE_MB", "WAVE_COPIES", "OUTPUT_COPIES", "SAFETY"]
 
 BASE_MB = 370.0  # [MB] Python + abTEM/dask imports (305 MB measured) + scheduler/FFTW plans (measured)
 WAVE_COPIES = 4  # live complex wave arrays per probe in a multislice step (abTEM 1.0.11)
 OUTPUT_COPIES = 2  # measured slope: 0.63 MB per probe for 0.32 MB of float32 pattern
+SAFETY = 0.85  # plan tiles for 85 % of the budget: allocator fragmentation, zarr/xarray buffers, model error (±6 %)
 MB = 2**20
 
 
@@ -40,15 +43,24 @@ class ScanTiling:
     batch: int
     peak_mb: float  # predicted peak [MB] with this tile
     fixed_mb: float  # [MB] base + potential + probe batch (independent of the tile)
+    budget_mb: float | None = None  # [MB] the budget planned for (None = unlimited)
+    per_probe_mb: float = 0.0  # [MB] held per probe position of a tile
 
     @property
     def n_tiles(self) -> int:
         return math.ceil(self.scan[0] / self.tile[0]) * math.ceil(self.scan[1] / self.tile[1])
 
+    def describe(self) -> str:
+        """One log line: tile, count, predicted peak vs budget."""
+        budget = "unlimited" if self.budget_mb is None else f"{self.budget_mb:,.0f} MB (×{SAFETY} planned)"
+        return (f"scan {self.scan[0]}×{self.scan[1]} probes in {self.n_tiles} tile(s) of {self.tile[0]}×{self.tile[1]} "
+                f"({self.per_probe_mb * 1024:.1f} kB per probe); predicted peak {self.peak_mb:,.0f} MB, budget {budget}")
 
-def _fixed_mb(grid: tuple[int, int], n_slices: int, batch: int, supersampling: int, real_bytes: int) -> float:
+
+def _fixed_mb(grid: tuple[int, int], n_slices: int, batch: int, supersampling: int, real_bytes: int,
+              potentials: int = 1) -> float:
     g = grid[0] * grid[1]
-    pot = g * n_slices * real_bytes
+    pot = g * n_slices * real_bytes * potentials
     build = 8 * supersampling**2 * g * 2 * real_bytes * 2 if supersampling > 1 else 0  # fine chunk + its FFT
     waves = batch * g * 2 * real_bytes * WAVE_COPIES
     return BASE_MB + (pot + build + waves) / MB
@@ -62,24 +74,32 @@ def stem_memory_mb(grid: tuple[int, int], n_slices: int, probes: int, det_pixels
 
 
 def scan_tiles_for_budget(scan: tuple[int, int], grid: tuple[int, int], n_slices: int, det_pixels: int,
-                          budget_mb: float, batch: int = 1, supersampling: int = 1, real_bytes: int = 4,
-                          key: str = "resources.stem_4d.mem_mb") -> ScanTiling:
-    """Largest scan tile (ty, tx) whose peak memory stays under ``budget_mb`` [MB].
+                          budget_mb: float | None, batch: int = 1, supersampling: int = 1, real_bytes: int = 4,
+                          key: str = "resources.stem_4d.mem_mb", copies: float = OUTPUT_COPIES, extra_mb: float = 0.0,
+                          potentials: int = 1) -> ScanTiling:
+    """Largest scan tile (ty, tx) whose peak memory stays under ``SAFETY`` × ``budget_mb`` [MB].
 
     ``scan`` (ny, nx) probe positions, ``grid`` (gx, gy) potential/wave grid points, ``det_pixels``
-    stored values per probe position (pixelated: ky·kx; flexible annular: the radial bins).
-    Tiles are whole rows of the scan when they fit (contiguous writes), else square-ish blocks.
-    Raises ConfigError naming ``key`` when not even one probe batch fits."""
+    values per probe position (pixelated: ky·kx; flexible annular: the radial bins), each held
+    ``copies`` times while a tile is processed; ``extra_mb`` held for the whole scan; ``potentials``
+    potentials held at once. ``budget_mb`` None = no limit (one tile). Tiles are whole rows of the
+    scan when they fit (contiguous writes), else square-ish blocks.
+    Raises ConfigError naming ``key`` when not even one probe position fits."""
     ny, nx = (int(v) for v in scan)
-    fixed = _fixed_mb(grid, n_slices, batch, supersampling, real_bytes)
-    per_probe = det_pixels * real_bytes * OUTPUT_COPIES / MB
-    room = float(budget_mb) - fixed
-    if room < per_probe * batch:
+    fixed = _fixed_mb(grid, n_slices, batch, supersampling, real_bytes, potentials) + float(extra_mb)
+    per_probe = det_pixels * real_bytes * copies / MB
+    if budget_mb is None:
+        return ScanTiling(scan=(ny, nx), tile=(ny, nx), batch=batch, fixed_mb=fixed, peak_mb=fixed + ny * nx * per_probe,
+                          budget_mb=None, per_probe_mb=per_probe)
+    room = SAFETY * float(budget_mb) - fixed
+    if room < per_probe:
+        need = (fixed + per_probe) / SAFETY
         raise ConfigError(
-            f"config key '{key}': {float(budget_mb):,.0f} MB cannot hold the STEM potential and one probe batch "
-            f"({fixed:,.0f} MB for a {grid[0]}×{grid[1]} grid × {n_slices} slices, batch {batch}); allowed: {key} >= "
-            f"{math.ceil(fixed + per_probe * batch):,} or a coarser potential_sampling / thinner sample / smaller max_batch")
-    fit = max(batch, int(room // per_probe))
+            f"config key '{key}': {float(budget_mb):,.0f} MB cannot hold the STEM potential, one probe batch and one probe "
+            f"({fixed:,.0f} MB for a {grid[0]}×{grid[1]} grid × {n_slices} slices × {potentials} potential(s), batch "
+            f"{batch}, + {per_probe:,.2f} MB of detector data per probe, planned at {SAFETY:.0%} of the budget); allowed: "
+            f"{key} >= {math.ceil(need):,} or a coarser potential_sampling / thinner sample / smaller max_batch")
+    fit = max(1, int(room // per_probe)) if per_probe > 0 else ny * nx  # abTEM caps a batch at the tile
     if fit >= ny * nx:
         tile = (ny, nx)
     elif fit >= nx:
@@ -88,7 +108,16 @@ def scan_tiles_for_budget(scan: tuple[int, int], grid: tuple[int, int], n_slices
         side = max(1, int(math.isqrt(fit)))
         tile = (min(side, ny), min(max(1, fit // side), nx))
     return ScanTiling(scan=(ny, nx), tile=tile, batch=batch, fixed_mb=fixed,
-                      peak_mb=fixed + tile[0] * tile[1] * per_probe)
+                      peak_mb=fixed + tile[0] * tile[1] * per_probe, budget_mb=float(budget_mb), per_probe_mb=per_probe)
+
+
+def potential_shape(atoms, s) -> tuple[tuple[int, int], int]:
+    """(grid points (gx, gy), slices) of the potential :func:`twistox.stem.multislice.build_potential`
+    makes for ``atoms`` with ProbeSettings ``s``, without building it (for planning before the work)."""
+    from twistox.stem.optics import grid_points
+
+    grid = tuple(grid_points(float(atoms.cell[i, i]), s.potential_sampling) for i in (0, 1))
+    return grid, max(1, math.ceil(float(atoms.cell[2, 2]) / s.slice_thickness - 1e-9))
 
 
 def iter_tiles(t: ScanTiling) -> Iterator[tuple[slice, slice]]:
