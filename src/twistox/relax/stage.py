@@ -227,4 +227,7 @@ def run(supercell: xr.Dataset, model_paths: Sequence[str], config: dict, rng: np
     out = relax_bilayer(atoms, calc, cfg, rng, checkpoint_dir=checkpoint_dir,
                         checkpoint_key=relax_checkpoint_key(atoms, cfg, seed, models), committee=committee)
     ds = relaxed_dataset(atoms, out, {**dict(supercell.attrs), **geometry_attrs(atoms), **lattice_attrs})
+    from twistox.relax.boundary import relax_stage_boundary_attrs  # twist-boundary energy (issue 12 item 7)
+
+    ds.attrs.update(relax_stage_boundary_attrs(atoms, calc, out, cfg))
     return ds, atoms_from_dataset(ds)

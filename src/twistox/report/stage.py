@@ -57,7 +57,9 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
     rel = read_dataset(d / "relaxed.zarr").attrs if (d / "relaxed.zarr").exists() else {}
     for col, key in (("relax_committee_std_max_eV_per_A", "committee_std_max"),
                      ("relax_committee_std_p99_eV_per_A", "committee_std_p99"),
-                     ("relax_md_committee_std_max_eV_per_A", "md_committee_std_max")):
+                     ("relax_md_committee_std_max_eV_per_A", "md_committee_std_max"),
+                     ("boundary_energy_rigid_J_m2", "boundary_energy_rigid_J_m2"),  # twistox.relax.boundary
+                     ("boundary_energy_relaxed_J_m2", "boundary_energy_relaxed_J_m2")):
         row[col] = float(rel.get(key, np.nan))
     row["max_P_phasefield"] = np.nan
     if (d / "phasefield.zarr").exists():
