@@ -90,6 +90,8 @@ class Committee:
         from twistox.relax.evaluators import MaceBatchEvaluator
 
         paths = [str(p) for p in model_paths]
+        if len(paths) == 1 and calc is not None:  # one model: the std is undefined, nothing to load
+            return cls([AseEvaluator(atoms, calc)])
         if calc is None or len(getattr(calc, "models", [])) != len(paths):
             calc = load_calculator(paths, mode="mean", device=device, default_dtype=dtype)
         head = getattr(calc, "head", None)

@@ -71,9 +71,11 @@ class MaceBatchEvaluator:
                                                cell=self.cell.copy())
         shifts = shifts - off[edges[1]] + off[edges[0]]
         # canonical edge order and exact lattice shifts: MACE sums messages in edge order, so a
-        # list rebuilt at another position (a resumed run) must list the same edges identically
+        # list rebuilt at another position (a resumed run) must list the same edges identically.
+        # Sender-major: MACE's forward + force backward on CPU is ~7 % faster than with
+        # receiver-major order (same edges and sums up to order; docs/stages/execution.md)
         n_cell = np.rint(shifts @ np.linalg.inv(self.cell)).astype(np.int64)
-        order = np.lexsort((n_cell[:, 2], n_cell[:, 1], n_cell[:, 0], edges[0], edges[1]))
+        order = np.lexsort((n_cell[:, 2], n_cell[:, 1], n_cell[:, 0], edges[1], edges[0]))
         self.n_builds += 1
         return edges[:, order], (n_cell @ self.cell)[order]
 
