@@ -13,7 +13,7 @@ import yaml
 
 from twistox.core.config import ConfigError
 from twistox.phasefield.memory import BASE_MB, BYTES_PER_POINT, check_phasefield_memory, phasefield_memory_mb
-from twistox.stem.tiling import iter_tiles, scan_tiles_for_budget, stem_memory_mb
+from twistox.stem.tiling import SAFETY, iter_tiles, scan_tiles_for_budget, stem_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_scan_tiles_fit_budget_and_cover_scan_once():
     assert t_small.n_tiles > t_big.n_tiles
     # everything at once when the budget holds the whole scan
     whole = stem_memory_mb(grid, 100, scan[0] * scan[1], det, batch=8)
-    assert scan_tiles_for_budget(scan, grid, 100, det, whole + 1, batch=8).n_tiles == 1
+    assert scan_tiles_for_budget(scan, grid, 100, det, whole / SAFETY + 1, batch=8).n_tiles == 1  # tiles plan for SAFETY x budget
 
 
 def test_stem_memory_model_reproduces_measured_peaks():
@@ -77,7 +77,8 @@ def test_tile_scans_reproduce_the_full_scan_positions():
 
     full = grid_scan((0.0, 0.0), (10.0, 7.0), 0.5)  # 20 x 14 positions, abTEM order (x, y)
     ref = np.asarray(full.get_positions())  # (nx, ny, 2)
-    t = scan_tiles_for_budget((14, 20), (64, 64), 4, 10_000, 372.0, batch=1)  # [y, x] scan; small budget -> tiles
+    budget = (stem_memory_mb((64, 64), 4, 0, 10_000, batch=1) + 2.0) / SAFETY  # room for ~26 of 280 probes
+    t = scan_tiles_for_budget((14, 20), (64, 64), 4, 10_000, budget, batch=1)  # [y, x] scan; small budget -> tiles
     assert t.n_tiles > 1
     got = np.full_like(ref, np.nan)
     for ys, xs in iter_tiles(t):
