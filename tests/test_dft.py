@@ -169,7 +169,10 @@ def test_changed_settings_do_not_reuse_labels(tmp_path):
 def test_label_seed_supplies_matching_frames_and_only_those(tmp_path):
     """dft.label_seed: a frame within the tolerance takes the seed's label (its own geometry kept with it);
     a frame moved by 0.01 Å, or labelled with other settings, is computed."""
-    frames = _frames(3)
+    from ase.io import read, write
+
+    write(tmp_path / "configs.extxyz", _frames(3))
+    frames = read(tmp_path / "configs.extxyz", ":")  # as the pipeline reads them (numpy ints in info)
     Labeller(tmp_path / "seed", "gpaw", {"ecut_eV": 300}, calc_factory=lambda a, d, t: LennardJones()).label(frames)
     calls = []
 

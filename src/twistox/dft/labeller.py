@@ -260,7 +260,8 @@ class Labeller:
         positions (minimum image) within ``seed_tolerance`` Å. None when there is none."""
         fid = int(atoms.info.get("frame_id", 0))
         for f, s in self._seed_frames():
-            if (int(s.info.get("frame_id", 0)) != fid or len(s) != len(atoms)
+            # the frame id is the cache file's key prefix (labelled frames do not carry it in info)
+            if (int(f.name.split("_")[0]) != fid or len(s) != len(atoms)
                     or not np.array_equal(s.numbers, atoms.numbers) or not np.array_equal(s.pbc, atoms.pbc)
                     or np.abs(np.asarray(s.cell) - np.asarray(atoms.cell)).max() > self.seed_tolerance):
                 continue
