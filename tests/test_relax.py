@@ -91,6 +91,20 @@ class Harmonic:
         return 0.5 * self.k * (d**2).sum(axis=(1, 2)), -self.k * d
 
 
+class KilledHarmonic(Harmonic):
+    """:class:`Harmonic` that raises KeyboardInterrupt at its ``kill_at``-th call (a job killed mid-MD)."""
+
+    def __init__(self, x0, k, L, kill_at: int):
+        super().__init__(x0, k, L)
+        self.kill_at, self.calls = kill_at, 0
+
+    def evaluate(self, positions, ids):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise KeyboardInterrupt
+        return super().evaluate(positions, ids)
+
+
 def test_langevin_temperature_and_unwrapped_average():
     L = 10.0
     rng = np.random.default_rng(1)
@@ -124,18 +138,9 @@ def test_md_resume(tmp_path):
     kw = dict(masses=np.full(10, 10.0), temperature_K=300.0, timestep_fs=1.0, n_steps=200, n_discard=50)
     full = langevin_md(ev, x0, rng=np.random.default_rng(5), **kw)
 
-    class Killing(Harmonic):
-        calls = 0
-
-        def evaluate(self, positions, ids):
-            Killing.calls += 1
-            if Killing.calls == 120:
-                raise KeyboardInterrupt
-            return super().evaluate(positions, ids)
-
     ck = Checkpoint(tmp_path, "md", interval_s=0.0)
     with pytest.raises(KeyboardInterrupt):
-        langevin_md(Killing(x0, 1.0, L), x0, rng=np.random.default_rng(5), checkpoint=ck, **kw)
+        langevin_md(KilledHarmonic(x0, 1.0, L, kill_at=120), x0, rng=np.random.default_rng(5), checkpoint=ck, **kw)
     res = langevin_md(ev, x0, rng=np.random.default_rng(5), checkpoint=Checkpoint(tmp_path, "md", 0.0), **kw)
     assert np.allclose(res.mean_positions, full.mean_positions, atol=1e-12)
 
@@ -178,17 +183,8 @@ def test_md_resume_with_blocks_and_observer_is_bit_identical(tmp_path):
               observe=lambda x: (float(np.abs(x).max()), float(x.mean())), observe_every=15)
     full = langevin_md(Harmonic(x0, 1.0, L), x0, rng=np.random.default_rng(5), **kw)
 
-    class Killing(Harmonic):
-        calls = 0
-
-        def evaluate(self, positions, ids):
-            Killing.calls += 1
-            if Killing.calls == 120:
-                raise KeyboardInterrupt
-            return super().evaluate(positions, ids)
-
     with pytest.raises(KeyboardInterrupt):
-        langevin_md(Killing(x0, 1.0, L), x0, rng=np.random.default_rng(5),
+        langevin_md(KilledHarmonic(x0, 1.0, L, kill_at=120), x0, rng=np.random.default_rng(5),
                     checkpoint=Checkpoint(tmp_path, "md", interval_s=0.0), **kw)
     res = langevin_md(Harmonic(x0, 1.0, L), x0, rng=np.random.default_rng(5),
                       checkpoint=Checkpoint(tmp_path, "md", 0.0), **kw)
