@@ -44,7 +44,7 @@ def write_stem(d: Path, L: float, n: int = 32, cross_period: float | None = None
     x = grid(L, n)
     ds = xr.Dataset({"com": (("xy", "y", "x"), com, {"units": "mrad"})},
                     coords={"xy": ["x", "y"], "x": ("x", x, {"units": "Å"}), "y": ("y", x, {"units": "Å"})},
-                    attrs={"energy_kev": ENERGY / 1e3})
+                    attrs={"energy_kev": ENERGY / 1e3, "supercell_length": L})
     if cross_period:
         # [100] cross section: atomic fringes (3.905 Å) + dark lines every cross_period, periodic over 4 periods
         nx = 400
@@ -67,7 +67,8 @@ def write_phasefield(d: Path, L: float, n: int = 24, nz: int = 4) -> None:
     ds = xr.Dataset({"E_projected": (("xy", "y", "x"), e_proj, {"units": "V"}),
                      "P": (("component", "z", "y", "x"), P, {"units": "C/m²"})},
                     coords={"xy": ["x", "y"], "component": ["x", "y", "z"], "x": ("x", x, {"units": "Å"}),
-                            "y": ("y", x, {"units": "Å"}), "z": ("z", np.arange(nz) * 2.0, {"units": "Å"})})
+                            "y": ("y", x, {"units": "Å"}), "z": ("z", np.arange(nz) * 2.0, {"units": "Å"})},
+                    attrs={"supercell_length": L})
     write_dataset(ds, d / "phasefield.zarr", stage="phasefield-synthetic")
 
 

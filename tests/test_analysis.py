@@ -90,6 +90,48 @@ def test_sources_defects_and_sites(synthetic):
         an.find_sites(sc, None, "twist", 22, *KW)
 
 
+def test_relaxed_frame_fields_stay_periodic_and_keep_their_sites(tmp_path, toy_config):
+    """Relax rescales the rigid supercell to the potential's own a0 (here 3 % smaller, as the toy potential's
+    3.79 Å against 3.905 Å): strain, phase field and STEM artifacts record the smaller side. Every field must
+    still be recognised as one periodic cell (windings sum to 0: Stokes on a torus) and the sites must move
+    with the cell; with supercell.zarr's side the fields were read as non-periodic and a seam vortex was lost."""
+    from synthetic_artifacts import write_phasefield, write_stem, write_strain, write_supercell
+
+    d = tmp_path / "results" / "STO" / SAMPLE
+    d.mkdir(parents=True)
+    sc = write_supercell(d, SAMPLE, toy_config)
+    L = float(sc.attrs["supercell_length"])
+    k = 0.97
+    write_stem(d, k * L)
+    write_phasefield(d, k * L)
+    write_strain(d, k * L, list(sc.attrs["interface_planes"]))
+    stem, pf, st = (read_dataset(d / f"{n}.zarr") for n in ("stem", "phasefield", "strain"))
+    for ds in (stem, pf, st):
+        assert an.cell_side(ds, L) == pytest.approx(k * L)
+    assert an.cell_side(None, L) == L
+    out = an.run(sc, stem=stem, phasefield=pf, strain=st, cfg={}, sample=SAMPLE, b_number=22, energy_eV=300e3)
+    t = out.table
+    assert set(t["field"]) == {"dpc", "phasefield", f"atomistic_p{sc.attrs['interface_planes'][1]}"}
+    for name, rows in t.groupby("field"):
+        assert rows["winding"].sum() == 0, name
+        assert len(rows) == 4, name                       # node, domain, two wall midpoints: none lost at the seam
+    at = t[t["source"] == "atomistic"]
+    h = k * L / 2
+    node = at[(np.hypot(at["x"] % (k * L), at["y"] % (k * L)) < 1e-6) | (np.hypot(at["x"], at["y"]) < 1e-6)]
+    assert list(node["site"]) == ["node"]
+    dom = at[np.hypot(at["x"] - h, at["y"] - h) < 1e-6]
+    assert list(dom["site"]) == ["domain"] and dom["d_site"].iloc[0] < 1e-6
+    # the frame helpers: sites and the supercell scale with the side
+    frame = an.rescaled_supercell(sc, k * L)
+    assert frame.attrs["supercell_length"] == pytest.approx(k * L)
+    assert frame.attrs["moire_period"] == pytest.approx(k * float(sc.attrs["moire_period"]))
+    np.testing.assert_allclose(frame["positions"].values[:, :2], k * sc["positions"].values[:, :2])
+    geo = an.find_sites(sc, None, "geometry", 22, *KW)
+    geo_k = an.find_sites(frame, None, "geometry", 22, *KW)
+    np.testing.assert_allclose(geo.scaled(k * L).node, geo_k.node, atol=1e-9)
+    assert geo.scaled(L) is geo
+
+
 def test_library_defaults_agree_with_schema():
     """find_defects' keyword defaults (public API) must equal the schema's; find_sites has none."""
     import inspect

@@ -17,7 +17,7 @@ Positions (k, 2) in Å in the cell [0, L)², x = column direction, y = row direc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import xarray as xr
@@ -47,6 +47,16 @@ class Sites:
 
     def of(self, cls: str) -> np.ndarray:
         return getattr(self, cls)
+
+    def scaled(self, L: float) -> "Sites":
+        """The same sites in a cell of side ``L`` (Å): positions, grid and λ scaled by L / self.L. The relax
+        stage rescales the rigid supercell uniformly to the potential's own a0, so a relaxed-frame field
+        (strain, phase field, STEM of the relaxed structure) lives in a cell of another side."""
+        k = float(L) / self.L
+        if abs(k - 1.0) < 1e-12:
+            return self
+        pts = {c: getattr(self, c) * k for c in (*CLASSES, "coincidence", "anticoincidence")}
+        return replace(self, **pts, L=float(L), moire_period=self.moire_period * k, x=self.x * k, y=self.y * k)
 
     def counts(self) -> dict[str, int]:
         return {c: int(len(self.of(c))) for c in CLASSES}
@@ -162,6 +172,27 @@ def twist_sites(twist: np.ndarray, x: np.ndarray, y: np.ndarray, L: float, moire
         # else: a ripple extremum of a truncated sharp map (max below / min above the mean): no site
     sites = {k: _wrap_cell(np.array(v).reshape(-1, 2), L) for k, v in out.items()}
     return sites, filt, note
+
+
+def rescaled_supercell(supercell: xr.Dataset, L: float) -> xr.Dataset:
+    """supercell.zarr contents in a cell of in-plane side ``L`` (Å): x, y positions, cell, ``a``,
+    ``supercell_length`` and ``moire_period`` scaled by L / supercell_length (z unchanged); the
+    frame of an artifact of the relaxed structure (its attrs ``supercell_length``)."""
+    L0 = float(supercell.attrs["supercell_length"])
+    k = float(L) / L0
+    if abs(k - 1.0) < 1e-12:
+        return supercell
+    out = supercell.copy()
+    pos = supercell["positions"].values.copy()
+    pos[:, :2] *= k
+    out["positions"] = (supercell["positions"].dims, pos, dict(supercell["positions"].attrs))
+    if "cell" in supercell:
+        cell = supercell["cell"].values.copy()
+        cell[:2, :2] *= k
+        out["cell"] = (supercell["cell"].dims, cell, dict(supercell["cell"].attrs))
+    out.attrs = {**supercell.attrs, "supercell_length": float(L), "a": float(supercell.attrs["a"]) * k,
+                 "moire_period": float(supercell.attrs["moire_period"]) * k}
+    return out
 
 
 def find_sites(supercell: xr.Dataset, strain: xr.Dataset | None, mode: str, b_number: int,

@@ -21,7 +21,7 @@ from twistox.analysis import noise as nz
 from twistox.analysis import periodicity as per
 from twistox.analysis import topology as topo
 from twistox.analysis.defects import find_defects
-from twistox.analysis.nodes import Sites, find_sites
+from twistox.analysis.nodes import Sites, find_sites, rescaled_supercell
 from twistox.analysis.results import FieldResult, _jsonable, analysis_dataset, defect_table
 from twistox.analysis.sources import DataError, VectorField, atomistic_fields, dpc_field, phasefield_field
 
@@ -35,6 +35,15 @@ def settings(cfg: dict) -> dict:
     s = json.loads(json.dumps(cfg or {}))
     _check(s, _schema("analysis"), ("analysis",))
     return s
+
+
+def cell_side(ds: xr.Dataset | None, default: float) -> float:
+    """In-plane side (Å) of the cell an artifact lives in: its ``supercell_length`` attr (relax rescales the
+    rigid supercell to the potential's a0, and every artifact of the relaxed structure records that
+    side), else ``default`` (supercell.zarr's)."""
+    if ds is None or "supercell_length" not in ds.attrs:
+        return float(default)
+    return float(ds.attrs["supercell_length"])
 
 
 def analyse_field(vf: VectorField, s: dict) -> FieldResult:
@@ -197,21 +206,23 @@ def run(supercell: xr.Dataset, *, stem: xr.Dataset | None, phasefield: xr.Datase
 
     s = settings(cfg)
     L = float(supercell.attrs["supercell_length"])
-    fields: list[VectorField] = []
+    fields: list[tuple[VectorField, float]] = []   # each source in its own artifact's cell (side in Å)
     if stem is not None and "dpc" in s["sources"]:
-        fields.append(dpc_field(stem, L, energy_eV))
+        fields.append((dpc_field(stem, cell_side(stem, L), energy_eV), cell_side(stem, L)))
     if phasefield is not None and "phasefield" in s["sources"]:
-        fields.append(phasefield_field(phasefield, L, energy_eV))
+        fields.append((phasefield_field(phasefield, cell_side(phasefield, L), energy_eV), cell_side(phasefield, L)))
     if strain is not None and "atomistic" in s["sources"]:
-        fields += atomistic_fields(strain, L)
-    fields += list(experiment)
-    sites = find_sites(supercell, strain, s["nodes"], b_number, s["node_harmonics"], s["twist_flat_deg"])
+        fields += [(f, cell_side(strain, L)) for f in atomistic_fields(strain, cell_side(strain, L))]
+    fields += [(f, L) for f in experiment]
+    # sites in the frame of the twist map (the relaxed cell), moved to each field's cell below
+    frame = rescaled_supercell(supercell, cell_side(strain, L)) if strain is not None else supercell
+    sites = find_sites(frame, strain, s["nodes"], b_number, s["node_harmonics"], s["twist_flat_deg"])
     log.info("sites from %s: %s%s", sites.source, sites.counts(), f" ({sites.note})" if sites.note else "")
     match_radius = s["match_radius_frac"] * sites.moire_period
     results = []
-    for f in fields:
+    for f, Lf in fields:
         r = analyse_field(f, s)
-        match_sites(r, sites, s)
+        match_sites(r, sites.scaled(Lf), s)
         q = r.summary(match_radius)
         log.info("%s: %d vortices (cw %d, ccw %d), %d antivortices significant at sigma %.3g %s (%s); "
                  "%d insignificant; total winding %d; node winding %s", f.name, q["n_vortices"], q["n_cw"],
