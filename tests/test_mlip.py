@@ -67,6 +67,9 @@ def test_mace_args_warm_restart_and_stress():
     a = mace_args(s, "m", "t.extxyz", __import__("pathlib").Path("/tmp/w"), 7, "cpu", 40, True)
     assert "--restart_latest" in a and a[a.index("--seed") + 1] == "7" and a[a.index("--max_num_epochs") + 1] == "40"
     assert a[a.index("--loss") + 1] == "stress"
+    assert "--pair_repulsion" in a  # ZBL core repulsion by default (schema mlip.pair_repulsion)
+    assert "--pair_repulsion" not in mace_args(TrainSettings(pair_repulsion=False), "m", "t.extxyz",
+                                                __import__("pathlib").Path("/tmp/w"), 7, "cpu", 40, False)
 
 
 @pytest.mark.slow
@@ -99,6 +102,19 @@ def test_committee_disagrees_more_far_from_training_data(tmp_path):
     std = mean.results["force_std"]
     assert std.shape == (len(at),)
     assert np.allclose(std, np.sqrt(((comm - comm.mean(0)) ** 2).sum(2).mean(0)))
+
+    # ZBL core repulsion (default mlip.pair_repulsion): two O atoms pushed to 0.6 Å, far closer than any
+    # training frame, cost tens of eV instead of whatever the learned part extrapolates to
+    assert getattr(first.models[0], "pair_repulsion", False)
+    sq = train[0].copy()
+    o = [i for i, s_ in enumerate(sq.get_chemical_symbols()) if s_ == "O"]
+    d = sq.get_distances(o[0], o[1:], mic=True)
+    j = o[1 + int(np.argmin(d))]
+    v = sq.get_distance(o[0], j, mic=True, vector=True)
+    sq.positions[j] = sq.positions[o[0]] + v / np.linalg.norm(v) * 0.6
+    sq.calc = first
+    at.calc = first
+    assert sq.get_potential_energy() - at.get_potential_energy() > 10.0
 
     far = _lj_frames(6, np.random.default_rng(1), amp=0.35, strain=0.08)
     s_train = np.mean([u.mean() for u in predict(mean, train[:6])["force_std"]])

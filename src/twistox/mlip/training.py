@@ -40,6 +40,7 @@ class TrainSettings:
     stress_weight: float = 0.0
     valid_fraction: float = 0.1
     ema_decay: float = 0.99
+    pair_repulsion: bool = True  # ZBL core repulsion added to the learned energy (mace --pair_repulsion)
     default_dtype: str = "float64"
     extra_args: tuple[str, ...] = ()
     foundation_model: str | None = None  # fine-tune from this MACE .model (twistox.mlip.foundation)
@@ -71,6 +72,8 @@ def mace_args(s: TrainSettings, name: str, train_file: Path, workdir: Path, seed
     ]
     if s.ema_decay > 0:  # weight averaging: steadier models from few, noisy epochs
         args += ["--ema", "--ema_decay", str(s.ema_decay)]
+    if s.pair_repulsion and not s.foundation_model:  # a foundation model brings its own architecture
+        args += ["--pair_repulsion"]
     if s.stress_weight > 0:
         args += ["--loss", "stress", "--compute_stress", "True"]
     if restart:
