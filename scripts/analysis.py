@@ -16,7 +16,8 @@ with stage_script(sm, "analysis", seed_wildcard="sample") as run:
     opt = {k: read_dataset(inp[k]) if k in inp else None for k in ("stem", "phasefield", "strain")}
     cfg = sm.config["analysis"]
     energy = stage.beam_energy_eV(cfg, opt["stem"], sm.config.get("stem"))
-    expt = [experiment_field(e, float(sc.attrs["supercell_length"]), device=torch_device(sm.config["device"]), name=n)
+    L = stage.cell_side(opt["strain"], float(sc.attrs["supercell_length"]))  # per-cell counts in the relaxed cell
+    expt = [experiment_field(e, L, device=torch_device(sm.config["device"]), name=n)
             for n, e in sm.params.experiment]
     title = f"{sm.wildcards.system} {sm.wildcards.sample}: θ = {sc.attrs['theta_deg']:.2f}°, Σ{sc.attrs['sigma']}"
     out = stage.run(sc, **opt, cfg=cfg, sample=sm.wildcards.sample, energy_eV=energy, experiment=expt, title=title,
