@@ -276,7 +276,8 @@ def test_relax_bilayer_end_to_end(tmp_path):
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
                   "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
-           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2}}
+           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2},
+           "contact_guard": {"enabled": False}}  # LJ stand-in pulls Sr pairs to 1.9 Å: the guard would stop it
     out = relax_bilayer(atoms, calc, cfg, np.random.default_rng(0), checkpoint_dir=tmp_path / "ck",
                         checkpoint_key="t")
     assert out.scan_energy.shape == (2, 2)
@@ -315,7 +316,8 @@ def test_split_relax_package_reproduces_the_pre_split_numbers():
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
                   "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
-           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2}}
+           "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2},
+           "contact_guard": {"enabled": False}}  # LJ stand-in pulls Sr pairs to 1.9 Å: the guard would stop it
     out = relax_bilayer(atoms, LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True), cfg,
                         np.random.default_rng(0))
     assert out.energy_relaxed == pytest.approx(-3.9868581063990134, rel=1e-12)

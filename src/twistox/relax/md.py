@@ -51,7 +51,8 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
                 timestep_fs: float, n_steps: int, n_discard: int, friction_per_fs: float = 0.01,
                 sample_every: int = 10, rng: np.random.Generator | None = None,
                 checkpoint: Checkpoint | None = None, phase: str = "md", n_blocks: int = 1,
-                observe: Callable[[np.ndarray], Sequence[float]] | None = None, observe_every: int = 0) -> MDResult:
+                observe: Callable[[np.ndarray], Sequence[float]] | None = None, observe_every: int = 0,
+                callback: Callable[[int, np.ndarray], None] | None = None) -> MDResult:
     """Langevin MD (BAOAB) and position averaging over steps ``n_discard < s <= n_steps``.
 
     Positions are never wrapped, so the average is the unwrapped time average; the
@@ -64,6 +65,8 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
     for the < n_blocks steps this may trim from the window's start. ``observe(x)``, when given, is
     called on the positions (a copy) every ``observe_every`` steps; its numbers are returned in
     ``observed`` (it must not draw from ``rng``, so a resumed run stays bit-identical).
+    ``callback(step, positions)`` runs after every step (e.g. :class:`twistox.relax.guard.ContactGuard`;
+    it may raise to stop the run, and must not draw from ``rng`` either).
     """
     start, per_block = averaging_window(n_steps, n_discard, n_blocks)
     if observe is not None and observe_every < 1:
@@ -109,6 +112,8 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
         if observe is not None and step % observe_every == 0:
             ob_t.append(step * timestep_fs)
             ob_v.append(tuple(float(o) for o in observe(x.copy())))
+        if callback is not None:
+            callback(step, x)
         if checkpoint is not None and checkpoint.due():
             save()
         if time.monotonic() - t_last > 10.0:

@@ -23,6 +23,7 @@ from twistox.core.hashing import file_hash, settings_hash
 from twistox.relax import committee as cstd
 from twistox.relax.evaluators import Renamed, energies_in_batches, make_evaluator
 from twistox.relax.fire import fire_relax
+from twistox.relax.guard import ContactGuard
 from twistox.relax.lattice_constant import apply_lattice_constant, geometry_attrs
 from twistox.relax.md import MDResult, averaging_window, langevin_md
 from twistox.relax.scan import minimum_image_displacement, translate_top_layer, translation_grid
@@ -93,6 +94,10 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
     t0 = time.time()
     ck = Checkpoint(checkpoint_dir, checkpoint_key, cfg["checkpoint_interval_s"])
     ev = make_evaluator(calc, atoms, skin=cfg["neighbour_skin"])
+    g = cfg.get("contact_guard", {})  # schema-filled in the workflow; library callers may leave it out
+    guard = (ContactGuard.from_atoms(atoms, **{k: g[k] for k in ("fraction", "every") if k in g})
+             if g.get("enabled", True) else None)
+    on = (lambda where: guard.phase(where)) if guard else (lambda where: None)  # noqa: E731
     tx, ty = translation_grid(cfg["translation_grid"])
     offsets = [(a, b) for a in tx for b in ty]
     rigid = np.stack([translate_top_layer(atoms, o) for o in offsets])
@@ -100,7 +105,7 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
     log.info("translation scan: %d candidates of %d atoms; rigid max force %.2f eV/Å", len(offsets), len(atoms),
              float(np.linalg.norm(f_rigid, axis=2).max()))
     scan = fire_relax(ev, rigid, fmax=cfg["scan_fmax"], max_steps=cfg["scan_max_steps"], maxstep=cfg["maxstep"],
-                      batch_size=cfg["batch_size"], checkpoint=ck, phase="scan")
+                      batch_size=cfg["batch_size"], checkpoint=ck, phase="scan", callback=on("scan"))
     n = len(tx)
     E = scan.energies.reshape(n, n)
     ib = int(np.nanargmin(scan.energies))
@@ -110,7 +115,7 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
     t1 = time.time()
     # refine with a fresh neighbour-list id so the scan's cache does not matter
     fin = fire_relax(Renamed(ev, 10**6), scan.positions[ib:ib + 1], fmax=cfg["fmax"], max_steps=cfg["max_steps"],
-                     maxstep=cfg["maxstep"], checkpoint=ck, phase="refine")
+                     maxstep=cfg["maxstep"], checkpoint=ck, phase="refine", callback=on("refine"))
     log.info("refined best candidate: E = %.4f eV, max force %.4f eV/Å (%s) after %d steps in %.1f s",
              fin.energies[0], fin.fmax[0], "converged" if fin.converged[0] else "NOT converged", fin.steps[0],
              time.time() - t1)
@@ -131,7 +136,8 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
         md_res = langevin_md(Renamed(ev, 2 * 10**6), relaxed, atoms.get_masses(), md["temperature_K"],
                              md["timestep_fs"], n_steps, n_discard, friction_per_fs=md["friction_per_ps"] / 1000.0,
                              sample_every=md["sample_every"], rng=rng, checkpoint=ck, phase="md", n_blocks=md["blocks"],
-                             observe=observe, observe_every=md["sample_every"] * cfg["committee_std"]["md_every"])
+                             observe=observe, observe_every=md["sample_every"] * cfg["committee_std"]["md_every"],
+                             callback=on("md"))
         if observe is not None and len(md_res.observed_time_fs):
             cs.md_time_fs, (cs.md_max, cs.md_p99) = md_res.observed_time_fs, md_res.observed.T
             cstd.warn_if_extrapolating(cs.md_maxima()[0], cs.threshold, "the MD trajectory (largest frame)")
