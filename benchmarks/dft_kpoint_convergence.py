@@ -20,7 +20,9 @@ from pathlib import Path
 import yaml
 from ase.io import read
 
+from twistox.core.config import validate_config
 from twistox.dft.calculators import kpoints, make_calculator
+from twistox.dft.stage import label_settings
 from twistox.relax.lattice_constant import cubic_cell
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,9 +41,7 @@ def main() -> None:
     p.add_argument("--densities", default="bulk:1.0,2.4,3.6;bilayer:1.0,2.4,3.6;twisted_path:1.0,2.4")
     p.add_argument("--out", default=str(RESULTS / "dft_kpoint_convergence.csv"))
     a = p.parse_args()
-    cfg = yaml.safe_load(open(a.configfile))["dft"]
-    for k in ("label_seed", "configs", "label_seed_tolerance_A"):
-        cfg.pop(k, None)
+    cfg = label_settings(validate_config(yaml.safe_load(open(a.configfile))))  # the dft_label rule's settings
     todo = {c: [float(x) for x in d.split(",")] for c, d in (t.split(":") for t in a.densities.split(";"))}
     rows = []
     for cat, at in frames(Path(a.frames)).items():

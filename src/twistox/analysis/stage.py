@@ -207,15 +207,16 @@ def run(supercell: xr.Dataset, *, stem: xr.Dataset | None, phasefield: xr.Datase
     s = settings(cfg)
     L = float(supercell.attrs["supercell_length"])
     fields: list[tuple[VectorField, float]] = []   # each source in its own artifact's cell (side in Å)
+    side = {name: cell_side(ds, L) for name, ds in (("stem", stem), ("phasefield", phasefield), ("strain", strain))}
     if stem is not None and "dpc" in s["sources"]:
-        fields.append((dpc_field(stem, cell_side(stem, L), energy_eV), cell_side(stem, L)))
+        fields.append((dpc_field(stem, side["stem"], energy_eV), side["stem"]))
     if phasefield is not None and "phasefield" in s["sources"]:
-        fields.append((phasefield_field(phasefield, cell_side(phasefield, L), energy_eV), cell_side(phasefield, L)))
+        fields.append((phasefield_field(phasefield, side["phasefield"], energy_eV), side["phasefield"]))
     if strain is not None and "atomistic" in s["sources"]:
-        fields += [(f, cell_side(strain, L)) for f in atomistic_fields(strain, cell_side(strain, L))]
+        fields += [(f, side["strain"]) for f in atomistic_fields(strain, side["strain"])]
     fields += [(f, L) for f in experiment]
     # sites in the frame of the twist map (the relaxed cell), moved to each field's cell below
-    frame = rescaled_supercell(supercell, cell_side(strain, L)) if strain is not None else supercell
+    frame = rescaled_supercell(supercell, side["strain"])
     sites = find_sites(frame, strain, s["nodes"], b_number, s["node_harmonics"], s["twist_flat_deg"])
     log.info("sites from %s: %s%s", sites.source, sites.counts(), f" ({sites.note})" if sites.note else "")
     match_radius = s["match_radius_frac"] * sites.moire_period

@@ -12,7 +12,7 @@ limit 1.69 Å) passes, thermal motion at 300 K is ~0.1 Å; the Sr pairs above (l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ase import Atoms
@@ -56,11 +56,11 @@ class ContactGuard:
 
     def phase(self, where: str) -> "ContactGuard":
         """The same guard, naming ``where`` (scan, refine, md) in its error."""
-        return ContactGuard(self.template, self.limits, self.fraction, self.every, where)
+        return replace(self, where=where)
 
     def violations(self, positions: np.ndarray) -> list[tuple[int, int, float, float]]:
         """(i, j, distance, limit) of every pair below its limit, closest first (Å)."""
-        t = self.template.copy()
+        t = self.template  # its own Atoms (from_atoms): only the positions change between checks
         t.positions = np.asarray(positions, float)
         i, j, d = neighbor_list("ijd", t, max(self.limits.values()))
         keep = i < j
