@@ -414,6 +414,15 @@ def test_toy_pipeline_values(toy_run):
         period = read_dataset(vort).attrs.get("network_period", float("nan"))
         if np.isfinite(period):
             assert min(abs(period / hp - 1) for hp in harmonics) < ANALYSIS_PERIOD_RTOL, (d.name, period, L, lam)
+    # mlip: per-type errors on the toy's own kinds of cell, finite, the mean signed error within the MAE
+    metrics = json.loads((toy_run.results / "STO" / "mlip" / "metrics.json").read_text())
+    cat = metrics["by_config_type"]
+    assert {"bulk", "bilayer"} <= set(cat["train"]) and cat["test"]
+    for split in ("train", "test"):
+        for kind, v in cat[split].items():
+            assert v["n_frames"] > 0 and math.isfinite(v["forces_mae_meV_per_A"]), (split, kind)
+            assert abs(v["energy_mean_signed_meV_per_atom"]) <= v["energy_mae_meV_per_atom"] + 1e-9, (split, kind)
+    assert 0.0 <= cat["train_offset_share"] <= 1.0
     # provenance: the run's effective config, as `twistox config` prints it for the same file
     eff = toy_run.results / "effective_config.yaml"
     assert eff.exists() and list((toy_run.results / "provenance").glob("config.*.yaml"))

@@ -13,6 +13,7 @@ from twistox.core.device import torch_device
 from twistox.mlip.active_learning import ALSettings, active_learning
 from twistox.mlip.carved import CarveSettings
 from twistox.mlip.metrics import spearman, uncertainty_vs_error
+from twistox.mlip.offsets import by_config_type
 from twistox.mlip.subsets import twisted_block
 from twistox.mlip.training import TrainSettings, epoch_times, train_committee
 
@@ -97,11 +98,25 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
     metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
                          labeller.record, paths)
     metrics["twisted"] = twisted_block(paths, test, config["mlip"]["load_mode"], device, ue["pred"])  # issue 12
+    metrics["by_config_type"] = config_type_block(paths, train + added, test, config["mlip"]["load_mode"], device,
+                                                  ue["pred"])
     metrics.update(device=device, wall_time_s=time.time() - t0)
     log.info("final (%s): test energy MAE %.2f meV/atom, force MAE %.1f meV/Å, RMSE %.1f meV/Å, R2 %.3f",
              metrics["evaluated_model"], metrics["energy_mae_meV_per_atom"], metrics["forces_mae_meV_per_A"],
              metrics["forces_rmse_meV_per_A"], metrics["forces_r2"])
     return paths, added, metrics, ue
+
+
+def config_type_block(paths: list[Path], train: list[Atoms], test: list[Atoms], load_mode: str, device: str,
+                      mean_pred: dict) -> dict:
+    """metrics.json ``by_config_type`` (:func:`twistox.mlip.offsets.by_config_type`) of the model later
+    stages load; ``mean_pred``: committee-mean predictions on ``test`` (reused for load_mode mean)."""
+    from twistox.mlip.calculator import load_calculator
+    from twistox.mlip.metrics import predict
+
+    calc = load_calculator(paths, load_mode, device)
+    test_pred = mean_pred if load_mode == "mean" else predict(calc, test)
+    return by_config_type(train, predict(calc, train), test, test_pred, log=log)
 
 
 def al_metrics(history: list[dict], load_mode: str, train: list[Atoms], test: list[Atoms], added: list[Atoms],
