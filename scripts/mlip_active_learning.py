@@ -28,7 +28,8 @@ with stage_script(sm, "active_learning") as run:
     write(sm.output.al_frames, added if added else [], format="extxyz")
     metrics["wall_time_s"] = run.elapsed()
     write_metrics(sm.output.metrics, metrics)
-    save(parity_figure(test, ue["pred"], f"committee mean on the held-out set ({len(test)} frames)"), sm.output.parity)
+    save(parity_figure(test, ue["pred"], f"committee mean on the held-out set ({len(test)} frames)",
+                       metrics["by_config_type"]), sm.output.parity)
     save(uncertainty_figure(ue["force_std"], ue["force_error"], metrics["iterations"]), sm.output.uncertainty)
     for src, dst in ((sm.output.parity, sm.output.fig_parity), (sm.output.uncertainty, sm.output.fig_uncertainty)):
         shutil.copyfile(src, dst)

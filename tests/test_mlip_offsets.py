@@ -86,3 +86,19 @@ def test_block_warns_only_when_offsets_dominate(caplog):
 
     exact = by_config_type(frames, _pred(frames, [0.0] * len(frames)), [], {})
     assert exact["train_offset_share"] is None and not exact["offsets_dominate"]
+
+
+def test_parity_figure_draws_the_offsets_of_both_splits():
+    from twistox.mlip.figures import parity_figure
+
+    rng = np.random.default_rng(4)
+    frames = _frames(rng, per_kind=2)
+    offset = {"bulk": 40.0, "bilayer": -10.0, "twisted_path": -80.0}
+    pred = _pred(frames, [offset[a.info["config_type"]] for a in frames])
+    fig = parity_figure(frames, pred, "t", by_config_type(frames, pred, frames[:2], _pred(frames[:2], [5.0, 5.0])))
+    ax = fig.axes[2]
+    heights = [p.get_height() for p in ax.patches]
+    # train bars in sorted type order (bilayer, bulk, twisted_path), then test (bulk only: the others are NaN)
+    assert heights[:3] == pytest.approx([-10.0, 40.0, -80.0])
+    assert heights[4] == pytest.approx(5.0) and np.isnan(heights[3]) and np.isnan(heights[5])
+    assert len(parity_figure(frames, pred).axes) == 2

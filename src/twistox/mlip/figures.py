@@ -8,8 +8,9 @@ from ase import Atoms
 from twistox.mlip.metrics import error_metrics, spearman
 
 
-def parity_figure(frames: list[Atoms], pred: dict, title: str = ""):
-    """Energy (per atom) and force-component parity on the held-out set."""
+def parity_figure(frames: list[Atoms], pred: dict, title: str = "", by_type: dict | None = None):
+    """Energy (per atom) and force-component parity on the held-out set; with ``by_type`` (metrics.json
+    ``by_config_type``) a third panel: the mean signed energy error per config_type, train and test."""
     from twistox.core.plots import plt
 
     n = np.array([len(a) for a in frames], float)
@@ -18,7 +19,8 @@ def parity_figure(frames: list[Atoms], pred: dict, title: str = ""):
     f_ref = np.concatenate([a.arrays["REF_forces"] for a in frames]).ravel()
     f_pred = np.concatenate(pred["forces"]).ravel()
     m = error_metrics(frames, pred)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.6))
+    fig, axes = plt.subplots(1, 3 if by_type else 2, figsize=(15 if by_type else 10, 4.6))
+    a1, a2 = axes[:2]
     kinds = [a.info.get("config_type", "") for a in frames]
     for k in sorted(set(kinds)):
         sel = np.array([kk == k for kk in kinds])
@@ -35,9 +37,30 @@ def parity_figure(frames: list[Atoms], pred: dict, title: str = ""):
     a2.set_xlabel("DFT force component (eV/Å)")
     a2.set_ylabel("MACE force component (eV/Å)")
     a2.set_title(f"forces: MAE {m['forces_mae_meV_per_A']:.0f} meV/Å, R² {m['forces_r2']:.3f}")
+    if by_type:
+        offsets_panel(axes[2], by_type)
     fig.suptitle(title or f"held-out test set ({len(frames)} frames)")
     fig.tight_layout()
     return fig
+
+
+def offsets_panel(ax, by_type: dict) -> None:
+    """Bars of the mean signed energy error (prediction - label, meV/atom) per config_type, train and
+    test side by side. Large bars of either sign on the TRAIN frames mean labels on different energy
+    references (twistox.mlip.offsets); the MAE per type is in metrics.json."""
+    kinds = sorted(set(by_type["train"]) | set(by_type.get("test", {})))
+    x = np.arange(len(kinds))
+    for j, (split, color) in enumerate((("train", "C0"), ("test", "C1"))):
+        rows = by_type.get(split, {})
+        mean = [rows[k]["energy_mean_signed_meV_per_atom"] if k in rows else np.nan for k in kinds]
+        ax.bar(x + (j - 0.5) * 0.4, mean, 0.4, color=color, alpha=0.8, label=split)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xticks(x, kinds, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("mean signed energy error (meV/atom)")
+    share = by_type.get("train_offset_share")
+    ax.set_title("energy offset per kind of cell" + (f"\n(offsets carry {share:.0%} of the train MSE)"
+                                                     if share is not None else ""), fontsize=10)
+    ax.legend(fontsize=8)
 
 
 def uncertainty_figure(std: np.ndarray, err: np.ndarray, history: list[dict]):
