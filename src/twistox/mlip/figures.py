@@ -58,8 +58,9 @@ def offsets_panel(ax, by_type: dict) -> None:
     ax.set_xticks(x, kinds, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("mean signed energy error (meV/atom)")
     share = by_type.get("train_offset_share")
-    ax.set_title("energy offset per kind of cell" + (f"\n(offsets carry {share:.0%} of the train MSE)"
-                                                     if share is not None else ""), fontsize=10)
+    who = f" ({by_type['evaluated_model']})" if by_type.get("evaluated_model") else ""
+    ax.set_title(f"energy offset per kind of cell{who}" + (f"\n(offsets carry {share:.0%} of the train MSE)"
+                                                           if share is not None else ""), fontsize=10)
     ax.legend(fontsize=8)
 
 

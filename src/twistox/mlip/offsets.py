@@ -1,11 +1,12 @@
 """Errors per ``config_type`` and how much of the energy error is a constant offset per type
 (metrics.json ``by_config_type``).
 
-A potential cannot fit labels whose energy reference differs from one kind of cell to another (a k-point
-grid or basis that is converged in some cells and not in others, a smearing or spin setting changed
-between batches). Its errors then share a sign within each kind of cell, on the training frames too: the
-mean signed error per type is large and carries most of the mean-square error. That is what hid behind
-the first network potential (docs/stages/mlip.md) and what this block makes visible in every run.
+Errors that share a sign within each kind of cell, on the training frames too, have one of two causes:
+labels whose energy reference differs from one kind of cell to another (a k-point grid converged in some
+cells and not in others, a basis, smearing or spin setting changed between batches), which no potential
+can fit; or an energy term the training has not yet fitted (too few epochs, too low an ``energy_weight``
+against the forces), which more training removes. Retraining longer tells them apart. The first network
+potential had the first (kpt 1.0); its kpt 2.4 successor at 120 epochs the second (docs/stages/mlip.md).
 Units: meV/atom, meV/Å; signed error = prediction - label.
 """
 
@@ -63,8 +64,8 @@ def by_config_type(train: list[Atoms], train_pred: dict, test: list[Atoms], test
                    log: logging.Logger | None = None) -> dict:
     """metrics.json ``by_config_type``: :func:`category_errors` of the train and test frames, the training
     set's :func:`offset_share` and spread, and ``offsets_dominate`` (share > ``OFFSET_SHARE_WARN`` and
-    spread > ``OFFSET_SPREAD_WARN_MEV``), logged as a warning: the labels are then not on one energy
-    reference, which more epochs or a bigger model cannot cure."""
+    spread > ``OFFSET_SPREAD_WARN_MEV``), logged as a warning: the energies of some kinds of cell are not
+    fitted, either underfit (train longer / raise energy_weight) or labels on different references."""
     share, spread = offset_share(train, train_pred)
     dominate = bool(np.isfinite(share) and share > OFFSET_SHARE_WARN and spread > OFFSET_SPREAD_WARN_MEV)
     block = {"train": category_errors(train, train_pred), "test": category_errors(test, test_pred) if test else {},
@@ -78,7 +79,8 @@ def by_config_type(train: list[Atoms], train_pred: dict, test: list[Atoms], test
                          v["forces_mae_meV_per_A"])
         if dominate:
             log.warning("energy errors on the TRAINING frames are mostly a constant offset per config_type (%.0f %% of "
-                        "the MSE, offsets %.0f meV/atom apart): the labels of different kinds of cell are not on one "
-                        "energy reference (k-point density, basis, smearing; docs/stages/dft.md), which training "
-                        "longer cannot fix", 100 * share, spread)
+                        "the MSE, offsets %.0f meV/atom apart): either the energy is underfit (more epochs, a higher "
+                        "mlip.energy_weight) or the labels of different kinds of cell are not on one energy reference "
+                        "(k-point density, basis, smearing: docs/stages/dft.md), which no training fixes; if a "
+                        "longer training leaves the offsets, it is the labels", 100 * share, spread)
     return block

@@ -116,7 +116,8 @@ def config_type_block(paths: list[Path], train: list[Atoms], test: list[Atoms], 
 
     calc = load_calculator(paths, load_mode, device)
     test_pred = mean_pred if load_mode == "mean" else predict(calc, test)
-    return by_config_type(train, predict(calc, train), test, test_pred, log=log)
+    block = by_config_type(train, predict(calc, train), test, test_pred, log=log)
+    return {**block, "evaluated_model": "model_0" if load_mode == "first" else "committee mean"}
 
 
 def al_metrics(history: list[dict], load_mode: str, train: list[Atoms], test: list[Atoms], added: list[Atoms],
