@@ -46,8 +46,8 @@ def parity_figure(frames: list[Atoms], pred: dict, title: str = "", by_type: dic
 
 def offsets_panel(ax, by_type: dict) -> None:
     """Bars of the mean signed energy error (prediction - label, meV/atom) per config_type, train and
-    test side by side. Large bars of either sign on the TRAIN frames mean labels on different energy
-    references (twistox.mlip.offsets); the MAE per type is in metrics.json."""
+    test side by side. Large bars of either sign on the TRAIN frames mean an underfit energy or labels on
+    different energy references (twistox.mlip.offsets); the MAE per type is in metrics.json."""
     kinds = sorted(set(by_type["train"]) | set(by_type.get("test", {})))
     x = np.arange(len(kinds))
     for j, (split, color) in enumerate((("train", "C0"), ("test", "C1"))):
