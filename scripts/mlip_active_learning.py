@@ -18,12 +18,13 @@ with stage_script(sm, "active_learning") as run:
     dft = label_settings(sm.config)
     check_calculator(dft["calculator"], dft)
     targets = stage.carve_targets(sm.config, sm.wildcards.system)  # validates mlip.active_learning.carve
+    relax_starts = stage.relax_path_starts(sm.config, sm.wildcards.system)  # validates ...relax_paths
     train = read(sm.input.train, index=":", format="extxyz")
     test = read(sm.input.test, index=":", format="extxyz")
     lab = make_labeller(sm.params.cache, sm.config, run.log)
     paths, added, metrics, ue = stage.run_active_learning(
         train, test, stage.al_start_cells(sm.config, sm.wildcards.system), sm.input.initial, sm.params.workdir, lab,
-        sm.config, label_workers=sm.threads, targets=targets)
+        sm.config, label_workers=sm.threads, targets=targets, relax_starts=relax_starts)
     copy_models(paths, sm.output.models)
     write(sm.output.al_frames, added if added else [], format="extxyz")
     metrics["wall_time_s"] = run.elapsed()

@@ -22,6 +22,7 @@ from twistox.dft.carve import CARVED_TYPE
 from twistox.mlip.calculator import load_calculator
 from twistox.mlip.carved import CarveSettings, carved_candidates
 from twistox.mlip.metrics import evaluate_committee
+from twistox.mlip.relaxpaths import RELAX_TYPE, RelaxPathSettings, relax_path_candidates
 from twistox.mlip.training import TrainSettings, train_committee
 
 
@@ -112,15 +113,18 @@ def select_diverse(uncertainty: np.ndarray, descriptors: np.ndarray, n: int, poo
 
 def iteration_candidates(calc, starts: list[Atoms], targets: list[Atoms], al: ALSettings,
                          carve: CarveSettings | None, rng: np.random.Generator, it: int,
-                         log: logging.Logger | None = None
+                         log: logging.Logger | None = None, relax_starts: list[Atoms] | None = None,
+                         relax: RelaxPathSettings | None = None
                          ) -> tuple[list[Atoms], list[Atoms], np.ndarray, list[int], int]:
     """The frames to label in AL iteration ``it`` (1-based).
 
     Committee-mean MD from every start cell at every temperature -> ``select_diverse`` picks
     ``frames_per_iteration`` snapshots (``config_type`` al_<start type>); then, when ``carve`` is on,
     :func:`twistox.mlip.carved.carved_candidates` adds ``carve.frames`` cells per target (``config_type``
-    twisted_carved, so they join the ``twisted`` subset wherever they are evaluated). Every frame gets
-    ``frame_id`` = 100000 it + j (j counts MD then carved frames), ``split`` train, ``al_iteration``.
+    twisted_carved, so they join the ``twisted`` subset wherever they are evaluated); when ``relax`` is on,
+    :func:`twistox.mlip.relaxpaths.relax_path_candidates` adds frames along the committee's own relaxation
+    of each of ``relax_starts`` (``config_type`` twisted_alrelax). Every frame gets ``frame_id`` =
+    100000 it + j (j counts MD, carved, then relaxation frames), ``split`` train, ``al_iteration``.
     ``calc``: committee mean with ``results['force_std']`` [eV/Å] and ``get_descriptors``.
     Returns (frames to label, MD candidates, their uncertainty [eV/Å], chosen indices, carved count).
     """
@@ -144,6 +148,8 @@ def iteration_candidates(calc, starts: list[Atoms], targets: list[Atoms], al: AL
     new = [cands[i] for i in chosen]
     carved = carved_candidates(calc, targets, carve) if carve is not None and carve.enabled and targets else []
     new += carved
+    if relax is not None and relax.enabled and relax_starts:
+        new += relax_path_candidates(calc, relax_starts, relax)
     for j, c in enumerate(new):
         c.info.update(frame_id=100000 * it + j, split="train", al_iteration=it)
     return new, cands, unc_arr, chosen, len(carved)
@@ -152,12 +158,14 @@ def iteration_candidates(calc, starts: list[Atoms], targets: list[Atoms], al: AL
 def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], workdir: str | os.PathLike,
                     s: TrainSettings, al: ALSettings, labeller, seed: int, device: str = "cpu", workers: int = 1,
                     label_workers: int = 1, log: logging.Logger | None = None, targets: list[Atoms] | None = None,
-                    carve: CarveSettings | None = None) -> tuple[list[Path], list[dict], list[Atoms]]:
+                    carve: CarveSettings | None = None, relax_starts: list[Atoms] | None = None,
+                    relax: RelaxPathSettings | None = None) -> tuple[list[Path], list[dict], list[Atoms]]:
     """Committee active learning starting from the trained committee in ``workdir/member_k``.
 
     Per iteration: committee-mean Langevin MD from every start cell at every temperature ->
     candidates with uncertainty = max per-atom force std (eV/Å) -> ``select_diverse``, plus cells
-    carved around the most uncertain atoms of the ``targets`` (``carve``; :func:`iteration_candidates`) ->
+    carved around the most uncertain atoms of the ``targets`` (``carve``) and frames along the committee's
+    relaxation of ``relax_starts`` (``relax``; :func:`iteration_candidates`) ->
     label with ``labeller`` (a ``twistox.dft.labeller.Labeller``; failed frames are dropped) -> warm
     retraining on train + all AL frames. The test set is never used for selection or training.
     Returns (model paths, per-iteration history, AL frames added).
@@ -177,7 +185,7 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
         t0 = time.time()
         calc = load_calculator(paths, mode="mean", device=device)
         new, cands, unc_arr, chosen, n_carved = iteration_candidates(calc, starts, targets or [], al, carve, rng, it,
-                                                                     log)
+                                                                     log, relax_starts, relax)
         t_md = time.time() - t0
         statuses = labeller.label(new, workers=label_workers)
         good, _ = collect(new, labeller)
@@ -196,6 +204,8 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
                "selected_uncertainty_eV_per_A": [float(unc_arr[i]) for i in chosen],
                "carved_candidates": n_carved,
                "carved_added": sum(str(a.info.get("config_type")) == CARVED_TYPE for a in good),
+               "relax_path_candidates": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in new),
+               "relax_path_added": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in good),
                "md_select_s": t_md, "retrain_s": time.time() - t1, **ev}
         history.append(rec)
         log.info("iteration %d: %d candidates (uncertainty mean %.3f, max %.3f eV/Å), %d frames added, %d failed; "

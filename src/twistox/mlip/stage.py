@@ -14,6 +14,7 @@ from twistox.mlip.active_learning import ALSettings, active_learning
 from twistox.mlip.carved import CarveSettings
 from twistox.mlip.metrics import spearman, uncertainty_vs_error
 from twistox.mlip.offsets import by_config_type
+from twistox.mlip.relaxpaths import RelaxPathSettings
 from twistox.mlip.subsets import twisted_block
 from twistox.mlip.training import TrainSettings, epoch_times, train_committee
 
@@ -69,12 +70,31 @@ def carve_targets(config: dict, system: str) -> list[Atoms]:
     return out
 
 
+def relax_path_starts(config: dict, system: str) -> list[Atoms]:
+    """Rigid twisted cells of the DFT set (``dft.configs.twisted``: every Σ at every translation, its
+    ``cells`` per layer and ``dft.configs.vacuum``) that AL relaxes with the committee; [] when
+    ``mlip.active_learning.relax_paths`` or the twisted block is off. Raises ConfigError on a bad section."""
+    from twistox.dft.trainset import TrainsetSettings
+    from twistox.dft.twisted import TwistedSettings, twisted_cell
+    from twistox.supercell.stage import bilayer_spec, material
+
+    if not RelaxPathSettings.from_config(config["mlip"]["active_learning"].get("relax_paths")).enabled:
+        return []
+    ts = TrainsetSettings.from_config(config["dft"]["configs"])
+    tw = TwistedSettings.from_config(ts.twisted)
+    spec = bilayer_spec(config, system)
+    return [twisted_cell(material(config, system), spec, sg, tw.cells, tr, ts.vacuum)
+            for sg in tw.sigmas for tr in tw.translations]
+
+
 def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], initial_dir: str | Path,
                         workdir: str | Path, labeller, config: dict, label_workers: int = 1,
-                        targets: list[Atoms] | None = None) -> tuple[list[Path], list[Atoms], dict, dict]:
+                        targets: list[Atoms] | None = None, relax_starts: list[Atoms] | None = None
+                        ) -> tuple[list[Path], list[Atoms], dict, dict]:
     """Active learning from a fresh copy of the initial committee (a rerun repeats the same AL).
 
-    ``targets``: supercells to carve uncertain environments from (:func:`carve_targets`).
+    ``targets``: supercells to carve uncertain environments from (:func:`carve_targets`);
+    ``relax_starts``: cells the committee relaxes for labels along its own path (:func:`relax_path_starts`).
 
     Returns (model paths, frames added, metrics.json contents, uncertainty-vs-error arrays).
     """
@@ -82,18 +102,21 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
     s = TrainSettings.from_config(config["mlip"])
     al = ALSettings.from_config(config["mlip"]["active_learning"])
     carve = CarveSettings.from_config(config["mlip"]["active_learning"].get("carve"))
+    relax = RelaxPathSettings.from_config(config["mlip"]["active_learning"].get("relax_paths"))
+    relax_starts = relax_starts if relax.enabled else []
     device = torch_device(config["device"])
     work = Path(workdir)
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(initial_dir, work)
     targets = targets if carve.enabled else []
     log.info("active learning: %d iterations, %d start cells x %d temperatures, %d frames per iteration, "
-             "%d carved cells (Sigma%d) from each of %d targets", al.iterations, len(starts),
-             len(al.temperatures_K), al.frames_per_iteration, carve.frames if targets else 0, carve.sigma,
-             len(targets or []))
+             "%d carved cells (Sigma%d) from each of %d targets, %d frames along the committee relaxation of each of "
+             "%d twisted cells", al.iterations, len(starts), len(al.temperatures_K), al.frames_per_iteration,
+             carve.frames if targets else 0, carve.sigma, len(targets or []), relax.frames if relax_starts else 0,
+             len(relax_starts or []))
     paths, history, added = active_learning(train, test, starts, work, s, al, labeller, config["seed"], device,
                                             workers=s.committee_size, label_workers=label_workers, log=log,
-                                            targets=targets, carve=carve)
+                                            targets=targets, carve=carve, relax_starts=relax_starts, relax=relax)
     ue = uncertainty_vs_error(paths, test, device)
     metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
                          labeller.record, paths)
