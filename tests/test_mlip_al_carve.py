@@ -80,8 +80,8 @@ def test_iteration_with_carve_off_adds_none():
 
 
 def test_active_learning_labels_and_counts_carved_frames(tmp_path, monkeypatch):
-    """The whole AL loop (training and evaluation stubbed): carved cells reach the labeller, the added
-    frames and the iteration record (``carved_candidates``, ``carved_added``)."""
+    """The whole AL loop (training and evaluation stubbed): carved cells and committee-relaxation frames
+    reach the labeller, the added frames and the iteration record (``carved_*``, ``relax_path_*``)."""
     tgt, calc, start, al, _, _ = _setup()
     seen = []
 
@@ -107,10 +107,16 @@ def test_active_learning_labels_and_counts_carved_frames(tmp_path, monkeypatch):
     monkeypatch.setattr(al_mod, "evaluate_committee", lambda paths, test, device: dict(ev))
     monkeypatch.setattr(al_mod, "train_committee", lambda f, w, s, seed, **kw: [Path(w) / "member_0" / "mace.model"])
     s = TrainSettings(committee_size=1)
+    from twistox.mlip.relaxpaths import RelaxPathSettings
+    relax_start = build_bilayer(nearest_csl(36.87), BilayerSpec(bottom_cells=1, top_cells=1, vacuum=8.0))  # Sigma5
     paths, history, added = al_mod.active_learning([], [], [start], tmp_path, s, al, Labeller(), 0,
-                                                   targets=[tgt], carve=CarveSettings(frames=2, sigma=5, relax_steps=1))
-    assert len(seen) == 3 and len(added) == 3
+                                                   targets=[tgt], carve=CarveSettings(frames=2, sigma=5, relax_steps=1),
+                                                   relax_starts=[relax_start],
+                                                   relax=RelaxPathSettings(frames=2, steps=3, fmax=1e-12))
+    assert len(seen) == 5 and len(added) == 5
     assert history[1]["carved_candidates"] == 2 and history[1]["carved_added"] == 2
+    assert history[1]["relax_path_candidates"] == 2 and history[1]["relax_path_added"] == 2
+    assert [a.info["relax_step"] for a in added[3:]] == [3, 1]  # end point, then the earliest step
     assert {a.info["carve_target"] for a in added if "carve_target" in a.info} == {"Sigma41"}
     assert (tmp_path / "train_iter1.extxyz").exists()
 

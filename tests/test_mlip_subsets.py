@@ -48,14 +48,14 @@ def test_twisted_block_empty_is_null_json():
 
 
 def test_twisted_block_uses_the_evaluated_model(monkeypatch):
-    """load_mode mean reuses the committee-mean predictions; first predicts the twisted frames only."""
+    """Given predictions of the loaded model are reused; without them the twisted frames alone are predicted."""
     import twistox.mlip.calculator as calcmod
     from ase.calculators.lj import LennardJones
 
     rng = np.random.default_rng(2)
     frames = [_frame("bulk", 5, rng), _frame("twisted_path", 6, rng), _frame("twisted_rigid", 4, rng)]
     mean_pred = {"energy": [a.info["REF_energy"] for a in frames], "forces": [a.arrays["REF_forces"] for a in frames]}
-    m = twisted_block([], frames, "mean", mean_pred=mean_pred)
+    m = twisted_block([], frames, "mean", test_pred=mean_pred)
     assert m["n_test"] == 2 and m["energy_mae_meV_per_atom"] == 0.0 and m["forces_mae_meV_per_A"] == 0.0
     seen = []
 

@@ -11,8 +11,9 @@ from ase import Atoms
 
 from twistox.core.device import torch_device
 from twistox.mlip.active_learning import ALSettings, active_learning
+from twistox.mlip.calculator import load_calculator
 from twistox.mlip.carved import CarveSettings
-from twistox.mlip.metrics import spearman, uncertainty_vs_error
+from twistox.mlip.metrics import predict, spearman, uncertainty_vs_error
 from twistox.mlip.offsets import by_config_type
 from twistox.mlip.relaxpaths import RelaxPathSettings
 from twistox.mlip.subsets import twisted_block
@@ -120,9 +121,10 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
     ue = uncertainty_vs_error(paths, test, device)
     metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
                          labeller.record, paths)
-    metrics["twisted"] = twisted_block(paths, test, config["mlip"]["load_mode"], device, ue["pred"])  # issue 12
-    metrics["by_config_type"] = config_type_block(paths, train + added, test, config["mlip"]["load_mode"], device,
-                                                  ue["pred"])
+    load_mode = config["mlip"]["load_mode"]
+    test_pred = ue["pred"] if load_mode == "mean" else predict(load_calculator(paths, load_mode, device), test)
+    metrics["twisted"] = twisted_block(paths, test, load_mode, device, test_pred)  # issue 12
+    metrics["by_config_type"] = config_type_block(paths, train + added, test, load_mode, device, test_pred)
     metrics.update(device=device, wall_time_s=time.time() - t0)
     log.info("final (%s): test energy MAE %.2f meV/atom, force MAE %.1f meV/Å, RMSE %.1f meV/Å, R2 %.3f",
              metrics["evaluated_model"], metrics["energy_mae_meV_per_atom"], metrics["forces_mae_meV_per_A"],
@@ -131,14 +133,10 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
 
 
 def config_type_block(paths: list[Path], train: list[Atoms], test: list[Atoms], load_mode: str, device: str,
-                      mean_pred: dict) -> dict:
+                      test_pred: dict) -> dict:
     """metrics.json ``by_config_type`` (:func:`twistox.mlip.offsets.by_config_type`) of the model later
-    stages load; ``mean_pred``: committee-mean predictions on ``test`` (reused for load_mode mean)."""
-    from twistox.mlip.calculator import load_calculator
-    from twistox.mlip.metrics import predict
-
+    stages load; ``test_pred``: that model's predictions on ``test`` (only ``train`` is predicted here)."""
     calc = load_calculator(paths, load_mode, device)
-    test_pred = mean_pred if load_mode == "mean" else predict(calc, test)
     block = by_config_type(train, predict(calc, train), test, test_pred, log=log)
     return {**block, "evaluated_model": "model_0" if load_mode == "first" else "committee mean"}
 

@@ -35,14 +35,15 @@ def subset_metrics(frames: list[Atoms], pred: dict[str, list], prefix: str = "tw
 
 
 def twisted_block(paths: list[Path], test: list[Atoms], load_mode: str, device: str = "cpu",
-                  mean_pred: dict | None = None) -> dict:
+                  test_pred: dict | None = None) -> dict:
     """metrics.json ``twisted`` block for the model later stages load (``load_mode`` first | mean).
-    ``mean_pred``: committee-mean predictions on ``test`` already computed (reused for ``mean``)."""
+    ``test_pred``: that model's predictions on all of ``test`` when already computed (then reused);
+    otherwise the twisted frames alone are predicted."""
     idx = select(test, "twisted")
     if not idx:
         return subset_metrics(test, {"energy": [], "forces": []})
-    if load_mode == "mean" and mean_pred is not None:
-        return subset_metrics(test, mean_pred)
+    if test_pred is not None:
+        return subset_metrics(test, test_pred)
     from twistox.mlip.calculator import load_calculator
     from twistox.mlip.metrics import predict
 
