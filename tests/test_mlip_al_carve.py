@@ -117,6 +117,7 @@ def test_active_learning_labels_and_counts_carved_frames(tmp_path, monkeypatch):
     assert history[1]["carved_candidates"] == 2 and history[1]["carved_added"] == 2
     assert history[1]["relax_path_candidates"] == 2 and history[1]["relax_path_added"] == 2
     assert [a.info["relax_step"] for a in added[3:]] == [3, 1]  # end point, then the earliest step
+    assert [c["dft_max_force_eV_per_A"] for c in history[1]["relax_path_check"]] == [0.0, 0.0]  # the fake labels
     assert {a.info["carve_target"] for a in added if "carve_target" in a.info} == {"Sigma41"}
     assert (tmp_path / "train_iter1.extxyz").exists()
 

@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from twistox.core.config import ConfigError, validate_config
 from twistox.dft.twisted import fire_path
 from twistox.mlip.active_learning import iteration_candidates
-from twistox.mlip.relaxpaths import RELAX_TYPE, RelaxPathSettings, pick_steps, relax_path_candidates
+from twistox.mlip.relaxpaths import RELAX_TYPE, RelaxPathSettings, label_check, pick_steps, relax_path_candidates
 from twistox.mlip.stage import relax_path_starts
 from twistox.mlip.subsets import select
 
@@ -124,3 +124,21 @@ def test_start_already_at_the_minimum_adds_nothing():
     cfg, system = _sigma5()
     start = relax_path_starts(cfg, system)[0]
     assert relax_path_candidates(Harmonic(start.positions), [start], RelaxPathSettings(frames=2)) == []
+
+
+def test_label_check_reports_what_dft_says_at_the_end_point():
+    """Known labels: DFT energy 0.5 eV below the committee's, one atom with |F| = 2 eV/Å."""
+    cfg, system = _sigma5()
+    start = relax_path_starts(cfg, system)[0]
+    end = relax_path_candidates(Harmonic(start.positions + 0.2), [start], RelaxPathSettings(frames=1, fmax=1e-3))[0]
+    lab = end.copy()
+    lab.info["REF_energy"] = end.info["committee_energy"] - 0.5
+    f = np.zeros((len(lab), 3))
+    f[7] = [0.0, 1.2, 1.6]
+    lab.arrays["REF_forces"] = f
+    other = lab.copy()
+    other.info["config_type"] = "twisted_carved"
+    (c,) = label_check([lab, other])
+    assert c["dft_max_force_eV_per_A"] == pytest.approx(2.0)
+    assert c["energy_error_meV_per_atom"] == pytest.approx(500.0 / len(lab))  # committee above DFT: positive
+    assert c["relax_converged"] and c["sigma"] == 5 and c["committee_max_force_eV_per_A"] < 1e-3

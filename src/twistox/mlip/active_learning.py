@@ -22,7 +22,7 @@ from twistox.dft.carve import CARVED_TYPE
 from twistox.mlip.calculator import load_calculator
 from twistox.mlip.carved import CarveSettings, carved_candidates
 from twistox.mlip.metrics import evaluate_committee
-from twistox.mlip.relaxpaths import RELAX_TYPE, RelaxPathSettings, relax_path_candidates
+from twistox.mlip.relaxpaths import RELAX_TYPE, RelaxPathSettings, label_check, relax_path_candidates
 from twistox.mlip.training import TrainSettings, train_committee
 
 
@@ -191,6 +191,12 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
         good, _ = collect(new, labeller)
         n_failed = sum(st["status"] != "ok" for st in statuses)
         added += good
+        for c in label_check(good):
+            err = c["energy_error_meV_per_atom"]
+            log.info("iteration %d: committee relaxation frame of Sigma%s %s (step %s): DFT max |F| %.2f eV/Å "
+                     "(committee %.2f), committee energy error %s meV/atom", it, c["sigma"], c["translation"],
+                     c["relax_step"], c["dft_max_force_eV_per_A"], c["committee_max_force_eV_per_A"] or float("nan"),
+                     "n/a" if err is None else f"{err:+.1f}")
         train_file = workdir / f"train_iter{it}.extxyz"
         write(train_file, train + added, format="extxyz")
         epochs += s.retrain_epochs
@@ -206,6 +212,7 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
                "carved_added": sum(str(a.info.get("config_type")) == CARVED_TYPE for a in good),
                "relax_path_candidates": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in new),
                "relax_path_added": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in good),
+               "relax_path_check": label_check(good),
                "md_select_s": t_md, "retrain_s": time.time() - t1, **ev}
         history.append(rec)
         log.info("iteration %d: %d candidates (uncertainty mean %.3f, max %.3f eV/Å), %d frames added, %d failed; "

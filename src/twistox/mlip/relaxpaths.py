@@ -80,7 +80,8 @@ def relax_path_candidates(calc, starts: list[Atoms], s: RelaxPathSettings) -> li
 
     ``calc``: committee-mean calculator with ``results['force_std']`` (N,) [eV/Å]. Each frame keeps the
     start's arrays (``layer``, ...) and Σ/translation info and records ``relax_step``, ``relax_length``
-    (steps taken), ``relax_converged`` and ``uncertainty`` (max per-atom committee std at the frame).
+    (steps taken), ``relax_converged``, ``relax_max_force`` (committee max |F|), ``committee_energy`` [eV]
+    and ``uncertainty`` (max per-atom committee std at the frame).
     """
     if not s.enabled:
         return []
@@ -97,7 +98,7 @@ def relax_path_candidates(calc, starts: list[Atoms], s: RelaxPathSettings) -> li
             probe.calc = calc
             f = probe.get_forces()
             at.info.update(config_type=RELAX_TYPE, relax_step=int(i), relax_length=len(path) - 1,
-                           relax_converged=bool(converged),
+                           relax_converged=bool(converged), committee_energy=float(probe.get_potential_energy()),
                            relax_max_force=float(np.linalg.norm(f, axis=1).max()),
                            uncertainty=float(np.max(calc.results["force_std"])))
             out.append(at)
@@ -105,4 +106,24 @@ def relax_path_candidates(calc, starts: list[Atoms], s: RelaxPathSettings) -> li
                  "committee std max %s eV/Å", start.info.get("sigma"), start.info.get("translation"), len(path) - 1,
                  "converged" if converged else "not converged", picks,
                  ", ".join(f"{a.info['uncertainty']:.3f}" for a in out[len(out) - len(picks):]))
+    return out
+
+
+def label_check(labelled: list[Atoms]) -> list[dict]:
+    """What DFT says about the committee's relaxation frames once labelled (``REF_energy`` [eV],
+    ``REF_forces`` [eV/Å]): per frame the committee's energy error (committee − DFT, meV/atom) and the
+    DFT max |F| [eV/Å]. At a converged end point a right minimum has DFT forces near ``fmax``; forces of
+    eV/Å there and a large negative error are a false minimum the potential over-binds."""
+    out = []
+    for a in labelled:
+        if str(a.info.get("config_type")) != RELAX_TYPE or "REF_energy" not in a.info:
+            continue
+        f = np.asarray(a.arrays["REF_forces"], float)
+        out.append({"sigma": a.info.get("sigma"), "translation": a.info.get("translation"),
+                    "relax_step": a.info.get("relax_step"), "relax_converged": a.info.get("relax_converged"),
+                    "committee_max_force_eV_per_A": a.info.get("relax_max_force"),
+                    "dft_max_force_eV_per_A": float(np.linalg.norm(f, axis=1).max()),
+                    "energy_error_meV_per_atom": 1e3 * (float(a.info["committee_energy"]) - float(a.info["REF_energy"]))
+                    / len(a) if "committee_energy" in a.info else None,
+                    "uncertainty_eV_per_A": a.info.get("uncertainty")})
     return out
