@@ -299,3 +299,21 @@ def test_espresso_hubbard_u_is_written_in_ev(tmp_path, monkeypatch):
     assert f"hubbard_u({species.index('ti') + 1})" in text
     line = [ln for ln in text.splitlines() if ln.strip().startswith(f"hubbard_u({species.index('ti') + 1})")][0]
     assert float(line.split("=")[1]) == pytest.approx(5.3)
+
+
+def test_label_keeps_provenance_read_back_from_extxyz(tmp_path):
+    """Frames reach the label workers through extxyz, which reads ints and lists as numpy types; the
+    label keeps them (sigma, translation, frame_id, relax_step) as plain values."""
+    from ase.io import read, write
+
+    at = _frames(1)[0]
+    at.info.update(sigma=5, translation=[0.5, 0.0], relax_step=57, config_type="twisted_alrelax")
+    write(tmp_path / "task.extxyz", at, format="extxyz")
+    back = read(tmp_path / "task.extxyz", format="extxyz")
+    assert not isinstance(back.info["sigma"], int) or not isinstance(back.info["translation"], list)
+    out, status = label_one(back, LennardJones(), {"calculator": "lj", "is_dft": False})
+    assert status["status"] == "ok"
+    assert out.info["sigma"] == 5 and isinstance(out.info["sigma"], int)
+    assert out.info["translation"] == [0.5, 0.0] and out.info["relax_step"] == 57
+    assert out.info["frame_id"] == at.info["frame_id"] and out.info["config_type"] == "twisted_alrelax"
+    write(tmp_path / "label.extxyz", out, format="extxyz")  # and the label itself is writable

@@ -39,6 +39,15 @@ from twistox.core.hashing import settings_hash
 from twistox.dft.calculators import calculator_record, kpoints, make_calculator
 
 
+def _plain(v):
+    """numpy scalars and 1-D arrays as Python scalars and lists (anything else unchanged)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        return v.tolist()
+    return v
+
+
 def frame_key(atoms: Atoms, record: dict) -> str:
     """'{frame_id:05d}_{hash}': hash of geometry (0.1 mÅ) and calculator settings."""
     h = settings_hash(atoms.positions, np.asarray(atoms.cell), atoms.numbers.astype(np.int64),
@@ -137,7 +146,9 @@ def label_one(atoms: Atoms, calc: Calculator, record: dict) -> tuple[Atoms | Non
     for k in ("layer",):
         if k in atoms.arrays:
             out.set_array(k, atoms.arrays[k])
-    out.info.update({k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool, list))})
+    # frames reach the workers through extxyz, which reads ints and lists back as numpy types: keep them
+    info = {k: _plain(v) for k, v in atoms.info.items()}
+    out.info.update({k: v for k, v in info.items() if isinstance(v, (int, float, str, bool, list))})
     out.info["REF_energy"] = e
     out.arrays["REF_forces"] = f
     if stress is not None:
@@ -260,7 +271,7 @@ class Labeller:
         positions (minimum image) within ``seed_tolerance`` Å. None when there is none."""
         fid = int(atoms.info.get("frame_id", 0))
         for f, s in self._seed_frames():
-            # the frame id is the cache file's key prefix (labelled frames do not carry it in info)
+            # the frame id is the cache file's key prefix (labels made before 2026-11-30 lack it in info)
             if (int(f.name.split("_")[0]) != fid or len(s) != len(atoms)
                     or not np.array_equal(s.numbers, atoms.numbers) or not np.array_equal(s.pbc, atoms.pbc)
                     or np.abs(np.asarray(s.cell) - np.asarray(atoms.cell)).max() > self.seed_tolerance):
