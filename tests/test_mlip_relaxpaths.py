@@ -142,3 +142,21 @@ def test_label_check_reports_what_dft_says_at_the_end_point():
     assert c["dft_max_force_eV_per_A"] == pytest.approx(2.0)
     assert c["energy_error_meV_per_atom"] == pytest.approx(500.0 / len(lab))  # committee above DFT: positive
     assert c["relax_converged"] and c["sigma"] == 5 and c["committee_max_force_eV_per_A"] < 1e-3
+
+
+def test_label_check_of_cached_frames_is_plain_json(tmp_path):
+    """Labels come back from the cache as extxyz (numpy scalars and arrays in info): metrics.json must
+    still serialise them."""
+    import json
+
+    from ase.io import read, write
+
+    cfg, system = _sigma5()
+    start = relax_path_starts(cfg, system)[1]
+    end = relax_path_candidates(Harmonic(start.positions + 0.1), [start], RelaxPathSettings(frames=1))[0]
+    end.info["REF_energy"] = end.info["committee_energy"]
+    end.arrays["REF_forces"] = np.zeros((len(end), 3))
+    write(tmp_path / "cached.extxyz", end, format="extxyz")
+    (c,) = label_check([read(tmp_path / "cached.extxyz", format="extxyz")])
+    assert json.loads(json.dumps(c)) == c
+    assert c["translation"] == [0.5, 0.5] and c["sigma"] == 5 and c["energy_error_meV_per_atom"] == pytest.approx(0)

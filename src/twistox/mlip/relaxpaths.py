@@ -113,17 +113,27 @@ def label_check(labelled: list[Atoms]) -> list[dict]:
     """What DFT says about the committee's relaxation frames once labelled (``REF_energy`` [eV],
     ``REF_forces`` [eV/Å]): per frame the committee's energy error (committee − DFT, meV/atom) and the
     DFT max |F| [eV/Å]. At a converged end point a right minimum has DFT forces near ``fmax``; forces of
-    eV/Å there and a large negative error are a false minimum the potential over-binds."""
+    eV/Å there and a large negative error are a false minimum the potential over-binds. Plain JSON values.
+
+    (Frames read back from the label cache carry numpy scalars and arrays.)"""
     out = []
     for a in labelled:
         if str(a.info.get("config_type")) != RELAX_TYPE or "REF_energy" not in a.info:
             continue
         f = np.asarray(a.arrays["REF_forces"], float)
-        out.append({"sigma": a.info.get("sigma"), "translation": a.info.get("translation"),
-                    "relax_step": a.info.get("relax_step"), "relax_converged": a.info.get("relax_converged"),
-                    "committee_max_force_eV_per_A": a.info.get("relax_max_force"),
+        tr = a.info.get("translation")
+        out.append({"sigma": _opt(a.info.get("sigma"), int),
+                    "translation": None if tr is None else [float(t) for t in tr],
+                    "relax_step": _opt(a.info.get("relax_step"), int),
+                    "relax_converged": _opt(a.info.get("relax_converged"), bool),
+                    "committee_max_force_eV_per_A": _opt(a.info.get("relax_max_force"), float),
                     "dft_max_force_eV_per_A": float(np.linalg.norm(f, axis=1).max()),
                     "energy_error_meV_per_atom": 1e3 * (float(a.info["committee_energy"]) - float(a.info["REF_energy"]))
                     / len(a) if "committee_energy" in a.info else None,
-                    "uncertainty_eV_per_A": a.info.get("uncertainty")})
+                    "uncertainty_eV_per_A": _opt(a.info.get("uncertainty"), float)})
     return out
+
+
+def _opt(v, kind):
+    """``kind(v)`` (a plain JSON value; extxyz reads numpy scalars back), None when absent."""
+    return None if v is None else kind(v)
