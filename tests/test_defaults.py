@@ -14,13 +14,15 @@ from twistox.dft.trainset import TrainsetSettings
 from twistox.dft.twisted import TwistedSettings
 from twistox.mlip.active_learning import ALSettings
 from twistox.mlip.carved import CarveSettings
+from twistox.mlip.relaxpaths import RelaxPathSettings
 from twistox.mlip.training import TrainSettings
 
 # (dataclass, schema, path inside the schema, schema keys that are not settings of this dataclass)
 CASES = [
     (TrainSettings, "mlip", (), {"load_mode", "active_learning"}),
-    (ALSettings, "mlip", ("active_learning",), {"carve"}),
+    (ALSettings, "mlip", ("active_learning",), {"carve", "relax_paths"}),
     (CarveSettings, "mlip", ("active_learning", "carve"), set()),
+    (RelaxPathSettings, "mlip", ("active_learning", "relax_paths"), set()),
     (TrainsetSettings, "dft", ("configs",), set()),
     (TwistedSettings, "dft", ("configs", "twisted"), set()),
 ]
