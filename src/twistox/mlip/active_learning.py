@@ -191,7 +191,8 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
         good, _ = collect(new, labeller)
         n_failed = sum(st["status"] != "ok" for st in statuses)
         added += good
-        for c in label_check(good):
+        checks = label_check(good)
+        for c in checks:
             err = c["energy_error_meV_per_atom"]
             log.info("iteration %d: committee relaxation frame of Sigma%s %s (step %s): DFT max |F| %.2f eV/Å "
                      "(committee %.2f), committee energy error %s meV/atom", it, c["sigma"], c["translation"],
@@ -212,7 +213,7 @@ def active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atoms], 
                "carved_added": sum(str(a.info.get("config_type")) == CARVED_TYPE for a in good),
                "relax_path_candidates": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in new),
                "relax_path_added": sum(str(a.info.get("config_type")) == RELAX_TYPE for a in good),
-               "relax_path_check": label_check(good),
+               "relax_path_check": checks,
                "md_select_s": t_md, "retrain_s": time.time() - t1, **ev}
         history.append(rec)
         log.info("iteration %d: %d candidates (uncertainty mean %.3f, max %.3f eV/Å), %d frames added, %d failed; "

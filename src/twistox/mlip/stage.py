@@ -122,9 +122,10 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
     metrics = al_metrics(history, config["mlip"]["load_mode"], train, test, added, s.committee_size, ue,
                          labeller.record, paths)
     load_mode = config["mlip"]["load_mode"]
-    test_pred = ue["pred"] if load_mode == "mean" else predict(load_calculator(paths, load_mode, device), test)
+    calc = load_calculator(paths, load_mode, device)
+    test_pred = ue["pred"] if load_mode == "mean" else predict(calc, test)
     metrics["twisted"] = twisted_block(paths, test, load_mode, device, test_pred)  # issue 12
-    metrics["by_config_type"] = config_type_block(paths, train + added, test, load_mode, device, test_pred)
+    metrics["by_config_type"] = config_type_block(calc, train + added, test, load_mode, test_pred)
     metrics.update(device=device, wall_time_s=time.time() - t0)
     log.info("final (%s): test energy MAE %.2f meV/atom, force MAE %.1f meV/Å, RMSE %.1f meV/Å, R2 %.3f",
              metrics["evaluated_model"], metrics["energy_mae_meV_per_atom"], metrics["forces_mae_meV_per_A"],
@@ -132,11 +133,10 @@ def run_active_learning(train: list[Atoms], test: list[Atoms], starts: list[Atom
     return paths, added, metrics, ue
 
 
-def config_type_block(paths: list[Path], train: list[Atoms], test: list[Atoms], load_mode: str, device: str,
-                      test_pred: dict) -> dict:
-    """metrics.json ``by_config_type`` (:func:`twistox.mlip.offsets.by_config_type`) of the model later
-    stages load; ``test_pred``: that model's predictions on ``test`` (only ``train`` is predicted here)."""
-    calc = load_calculator(paths, load_mode, device)
+def config_type_block(calc, train: list[Atoms], test: list[Atoms], load_mode: str, test_pred: dict) -> dict:
+    """metrics.json ``by_config_type`` (:func:`twistox.mlip.offsets.by_config_type`) of ``calc``, the model
+    later stages load (``load_mode``); ``test_pred``: its predictions on ``test`` (only ``train`` is predicted
+    here)."""
     block = by_config_type(train, predict(calc, train), test, test_pred, log=log)
     return {**block, "evaluated_model": "model_0" if load_mode == "first" else "committee mean"}
 
