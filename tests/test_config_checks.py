@@ -240,3 +240,19 @@ def test_twistox_config_cli(tmp_path):
                        timeout=120)
     assert p.returncode == 2 and not p.stdout
     assert re.search(r"config key 'relax.md.discard_ps'.*allowed", p.stderr), p.stderr
+
+
+def test_known_keys_names_the_section_and_allowed_keys():
+    from dataclasses import dataclass
+
+    from twistox.core.config import known_keys
+
+    @dataclass(frozen=True)
+    class S:
+        frames: int = 0
+        fmax: float = 0.05
+
+    assert known_keys("a.b", {"frames": 2}, S) == {"frames": 2}
+    assert known_keys("a.b", None, S) == {}
+    with pytest.raises(ConfigError, match=r"a\.b: unknown key\(s\) \['frame'\]; allowed: \['fmax', 'frames'\]"):
+        known_keys("a.b", {"frame": 2}, S)

@@ -172,3 +172,14 @@ def with_schema_defaults(name: str, values: dict | None = None) -> dict:
 def section(config: dict, *names: str) -> dict:
     """The config subset a stage depends on (recorded as provenance)."""
     return {n: config.get(n) for n in names}
+
+
+def known_keys(key: str, values: dict | None, cls) -> dict:
+    """A copy of ``values`` (a config section read by the dataclass ``cls``); ConfigError naming ``key``
+    and the allowed keys when it holds a key that ``cls`` has no field for."""
+    d = dict(values or {})
+    allowed = sorted(f for f in cls.__dataclass_fields__)
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown}; allowed: {allowed}")
+    return d

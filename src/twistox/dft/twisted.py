@@ -18,13 +18,13 @@ translations in fractions of the top layer's cell (CCW-rotated frame of that lay
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from ase import Atoms
 
-from twistox.core.config import ConfigError
+from twistox.core.config import ConfigError, known_keys
 from twistox.supercell.builder import BilayerSpec, Perovskite, build_bilayer
 from twistox.supercell.lattice import CSL, _csl_table
 
@@ -50,10 +50,7 @@ class TwistedSettings:
 
     @classmethod
     def from_config(cls, d: dict | None) -> "TwistedSettings":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"{KEY}: unknown key(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+        d = known_keys(KEY, d, cls)
         if "sigmas" in d:
             d["sigmas"] = tuple(int(s) for s in d["sigmas"])
         if "translations" in d:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from twistox.core.config import ConfigError
+from twistox.core.config import ConfigError, known_keys
 from twistox.dft.carve import carve_uncertain, patch_vector
 from twistox.dft.twisted import fire_path
 
@@ -47,10 +47,7 @@ class CarveSettings:
     @classmethod
     def from_config(cls, d: dict | None) -> "CarveSettings":
         """Settings from the config section; ConfigError on unknown keys or a sigma that is no p² + q²."""
-        d = dict(d or {})
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"{KEY}: unknown key(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+        d = known_keys(KEY, d, cls)
         s = cls(**d)
         try:
             patch_vector(int(s.sigma))

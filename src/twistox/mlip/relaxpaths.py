@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from twistox.core.config import ConfigError
+from twistox.core.config import ConfigError, known_keys
 from twistox.dft.twisted import fire_path
 
 log = logging.getLogger("twistox")
@@ -45,11 +45,7 @@ class RelaxPathSettings:
     @classmethod
     def from_config(cls, d: dict | None) -> "RelaxPathSettings":
         """Settings from the config section; ConfigError naming the key on unknown keys or bad values."""
-        d = dict(d or {})
-        allowed = sorted(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ConfigError(f"{KEY}: unknown key(s) {unknown}; allowed: {allowed}")
+        d = known_keys(KEY, d, cls)
         s = cls(**d)
         if int(s.frames) < 0 or int(s.steps) < 1:
             raise ConfigError(f"{KEY}: frames {s.frames!r}, steps {s.steps!r}; allowed: frames >= 0, steps >= 1")

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
 
-from twistox.core.config import ConfigError
+from twistox.core.config import ConfigError, known_keys
 from twistox.dft.trainset import bilayer_1x1
 from twistox.relax.evaluators import Renamed, energies_in_batches, make_evaluator
 from twistox.relax.fire import fire_relax
@@ -64,10 +64,7 @@ class BoundarySettings:
 
     @classmethod
     def from_config(cls, d: dict | None) -> "BoundarySettings":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"{KEY}: unknown key(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+        d = known_keys(KEY, d, cls)
         s = cls(**d)
         for k in ("registry_grid", "repeat"):
             v = getattr(s, k)
