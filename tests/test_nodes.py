@@ -116,3 +116,34 @@ def test_phasefield_node_vortices_alternate_and_reverse(flip, alt_field, alterna
     assert summ["pf_max_P_C_m2"] == pytest.approx(np.sqrt((P**2).sum(0)).max(), rel=1e-12)
     c = ds["pf_node_circulation"].values
     assert np.all(np.sign(c[z < zi]) == -np.sign(c[z > zi])) == flip
+
+
+def test_site_registry_measures_domain_and_node_offsets_from_the_rigid_moire():
+    """Known answers: a network whose nodes sit on the anti-coincidence sites has its domains on the AA
+    (coincidence) sites (distance ~0) with the domain / node twist of the map; the same network shifted
+    by (L/2, 0) puts every domain on a node site (distance L/2 = λ/√2 for Σ145's 45° cell)."""
+    sc = _supercell(17, 1)
+    L, lam = sc.attrs["supercell_length"], sc.attrs["moire_period"]
+    geo = find_sites(sc, None, "geometry", 22, *KW)
+    x0, y0 = geo.anticoincidence[0]
+    n = 64
+    x = (np.arange(n) + 0.5) * L / n
+    X, Y = np.meshgrid(x, x)
+    k = 2 * np.pi / L
+
+    def network(dx: float) -> xr.Dataset:
+        u, v = X - x0 - dx, Y - y0
+        f = 0.2 + 20.0 * np.exp(2.0 * (np.cos(k * (u + v)) + np.cos(k * (v - u)) - 2))
+        return xr.Dataset({"interlayer_twist": (("y", "x"), f)}, coords={"x": x, "y": x})
+
+    reg = find_sites(sc, network(0.0), "auto", 22, *KW).registry()
+    assert reg["source"] == "interlayer_twist" and len(reg["domain_to_coincidence_A"]) == 2
+    assert max(reg["domain_to_coincidence_A"]) < 0.5 and max(reg["node_to_anticoincidence_A"]) < 0.5
+    assert np.allclose(reg["twist_at_domain_deg"], 0.2, atol=0.05)
+    assert np.allclose(reg["twist_at_node_deg"], 20.2, atol=1.0)
+    off = find_sites(sc, network(L / 2), "auto", 22, *KW).registry()
+    assert np.allclose(off["domain_to_coincidence_A"], L / 2, atol=0.5)
+    assert off["domain_to_coincidence_max_over_lambda"] == pytest.approx(L / 2 / lam, abs=0.02)
+    assert np.isclose(L / 2 / lam, 1 / np.sqrt(2), atol=0.01)
+    # the geometric fallback is its own reference
+    assert max(geo.registry()["domain_to_coincidence_A"]) < 1e-9

@@ -44,6 +44,7 @@ class Sites:
     twist: np.ndarray | None = None            # low-passed twist map [y, x] (deg) when used
     x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    twist_at: dict = field(default_factory=dict)  # class -> unfiltered twist (deg) at its sites (nearest pixel)
 
     def of(self, cls: str) -> np.ndarray:
         return getattr(self, cls)
@@ -57,6 +58,26 @@ class Sites:
             return self
         pts = {c: getattr(self, c) * k for c in (*CLASSES, "coincidence", "anticoincidence")}
         return replace(self, **pts, L=float(L), moire_period=self.moire_period * k, x=self.x * k, y=self.y * k)
+
+    def registry(self) -> dict:
+        """Where the twist-map sites sit in the rigid moiré: minimum-image distance (Å, and in units of λ)
+        of each domain centre to the nearest coincidence (AA, registry (0, 0)) site and of each node to
+        the nearest anti-coincidence (registry (½, ½)) site, with the unfiltered twist (deg) there.
+        Zero distances by construction when the sites are the coincidence geometry itself."""
+        out: dict = {"source": self.source}
+        for cls, ref, name in (("domain", self.coincidence, "coincidence"), ("node", self.anticoincidence,
+                                                                                "anticoincidence")):
+            pts = self.of(cls)
+            if not len(pts) or not len(ref):
+                continue
+            d = pts[:, None, :] - ref[None, :, :]
+            d -= self.L * np.round(d / self.L)
+            dist = np.hypot(d[..., 0], d[..., 1]).min(axis=1)
+            out[f"{cls}_to_{name}_A"] = [float(v) for v in dist]
+            out[f"{cls}_to_{name}_max_over_lambda"] = float(dist.max() / self.moire_period)
+            if cls in self.twist_at:
+                out[f"twist_at_{cls}_deg"] = [float(v) for v in self.twist_at[cls]]
+        return out
 
     def counts(self) -> dict[str, int]:
         return {c: int(len(self.of(c))) for c in CLASSES}
@@ -174,6 +195,14 @@ def twist_sites(twist: np.ndarray, x: np.ndarray, y: np.ndarray, L: float, moire
     return sites, filt, note
 
 
+def _sample_nearest(f: np.ndarray, x: np.ndarray, y: np.ndarray, L: float, pts: np.ndarray) -> np.ndarray:
+    """Values of a periodic map f[y, x] on a uniform grid at the pixels nearest to points (k, 2; Å)."""
+    pts = np.asarray(pts, float).reshape(-1, 2)
+    ix = np.round((pts[:, 0] - x[0]) / (x[1] - x[0])).astype(int) % len(x)
+    iy = np.round((pts[:, 1] - y[0]) / (y[1] - y[0])).astype(int) % len(y)
+    return np.asarray(f, float)[iy, ix]
+
+
 def rescaled_supercell(supercell: xr.Dataset, L: float) -> xr.Dataset:
     """supercell.zarr contents in a cell of in-plane side ``L`` (Å): x, y positions, cell, ``a``,
     ``supercell_length`` and ``moire_period`` scaled by L / supercell_length (z unchanged); the
@@ -215,8 +244,10 @@ def find_sites(supercell: xr.Dataset, strain: xr.Dataset | None, mode: str, b_nu
                 expected = int(round((L / lam) ** 2))          # moiré cells per supercell: one node each
                 if len(sites["node"]) != expected:
                     note += f"{len(sites['node'])} nodes found where (L/λ)² = {expected}; "
+                raw = {c: _sample_nearest(tw.values, tw["x"].values, tw["y"].values, L, p)
+                       for c, p in sites.items()}
                 return Sites(**sites, **base, source="interlayer_twist", note=note.rstrip("; "), twist=filt,
-                             x=tw["x"].values, y=tw["y"].values)
+                             x=tw["x"].values, y=tw["y"].values, twist_at=raw)
         else:
             note = "strain.zarr without interlayer_twist" if strain is not None else "no strain.zarr"
         if mode == "twist":

@@ -153,6 +153,7 @@ def analysis_dataset(results: list[FieldResult], sites: Sites, settings: dict, m
     ds.attrs.update({
         "fields": [r.field.name for r in results], "summary": json.dumps(_jsonable(summaries)),
         "sites_source": sites.source, "sites_note": sites.note, "site_counts": json.dumps(sites.counts()),
+        "site_registry": json.dumps(sites.registry()),
         "nodes_used": sites.source, "supercell_length": sites.L, "moire_period": sites.moire_period,
         "match_radius": match_radius, "settings": json.dumps(_jsonable(settings)),
     })

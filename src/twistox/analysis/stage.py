@@ -219,6 +219,13 @@ def run(supercell: xr.Dataset, *, stem: xr.Dataset | None, phasefield: xr.Datase
     frame = rescaled_supercell(supercell, side["strain"])
     sites = find_sites(frame, strain, s["nodes"], b_number, s["node_harmonics"], s["twist_flat_deg"])
     log.info("sites from %s: %s%s", sites.source, sites.counts(), f" ({sites.note})" if sites.note else "")
+    reg = sites.registry()
+    if sites.source == "interlayer_twist" and "domain_to_coincidence_A" in reg:
+        log.info("domain centres %.2f Å max from the AA (coincidence) sites (%.3f λ), twist there %s deg; nodes "
+                 "%.2f Å max from the anti-coincidence sites, twist there %s deg",
+                 max(reg["domain_to_coincidence_A"]), reg["domain_to_coincidence_max_over_lambda"],
+                 np.round(reg.get("twist_at_domain_deg", []), 2).tolist(),
+                 max(reg.get("node_to_anticoincidence_A", [np.nan])), np.round(reg.get("twist_at_node_deg", []), 2).tolist())
     match_radius = s["match_radius_frac"] * sites.moire_period
     results = []
     for f, Lf in fields:
