@@ -67,6 +67,7 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
         if "P" in pf:
             row["max_P_phasefield"] = _max_norm(pf["P"], "component" if "component" in pf["P"].dims else pf["P"].dims[0])
     row["max_P_atomistic"] = np.nan
+    row.update(network_row(d))
     if (d / "strain.zarr").exists():
         st = read_dataset(d / "strain.zarr")
         if "polarization" in st:
@@ -124,6 +125,42 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
             row[f"{s}_node_distance_mean_A"] = float(np.mean(nd)) if nd else np.nan
     row.update(image_inference_row(d))
     row.update(dmi_sweep_row(d))
+    return row
+
+
+NETWORK_COLUMNS = ("network_period_eps_xy_interface_A", "network_period_twist_A", "cage_changed_total", "max_dz_A",
+                   "domain_to_aa_max_A", "domain_to_aa_max_over_lambda", "twist_domain_mean_deg",
+                   "twist_node_mean_deg")
+
+
+def network_row(sample_dir: str | Path) -> dict:
+    """The relaxed network in numbers (issue 12 item 7): crystal-frame eps_xy period (mean over the interface
+    planes) and interlayer-twist period (strain.zarr), changed B cages and largest |dz| over all planes; domain
+    centres' largest distance to the AA (coincidence) sites and the unfiltered twist at domain centres and
+    nodes (vortices.zarr site_registry, only when the sites come from the twist map). NaN where absent."""
+    d = Path(sample_dir)
+    row: dict = {k: np.nan for k in NETWORK_COLUMNS}
+    if (d / "strain.zarr").exists():
+        st = read_dataset(d / "strain.zarr")
+        a = st.attrs
+        per = a.get("network_period_eps_xy")
+        if per is not None and "plane" in st.coords:
+            planes = [int(p) for p in st["plane"].values]
+            sel = [per[planes.index(int(p))] for p in a.get("interface_planes", []) if int(p) in planes]
+            row["network_period_eps_xy_interface_A"] = float(np.mean(sel)) if sel else np.nan
+        row["network_period_twist_A"] = float(a.get("network_period_twist", np.nan))
+        row["cage_changed_total"] = float(a.get("cage_changed_total", np.nan))
+        if "max_dz" in st:
+            row["max_dz_A"] = float(np.nanmax(st["max_dz"].values))
+    art = analysis_artifact(d)
+    if art is not None:
+        reg = json.loads(read_dataset(art).attrs.get("site_registry", "{}"))
+        if reg.get("source") == "interlayer_twist" and reg.get("domain_to_coincidence_A"):
+            row["domain_to_aa_max_A"] = float(max(reg["domain_to_coincidence_A"]))
+            row["domain_to_aa_max_over_lambda"] = float(reg["domain_to_coincidence_max_over_lambda"])
+            for cls in ("domain", "node"):
+                v = reg.get(f"twist_at_{cls}_deg")
+                row[f"twist_{cls}_mean_deg"] = float(np.mean(v)) if v else np.nan
     return row
 
 
