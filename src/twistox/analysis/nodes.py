@@ -70,9 +70,7 @@ class Sites:
             pts = self.of(cls)
             if not len(pts) or not len(ref):
                 continue
-            d = pts[:, None, :] - ref[None, :, :]
-            d -= self.L * np.round(d / self.L)
-            dist = np.hypot(d[..., 0], d[..., 1]).min(axis=1)
+            dist = _nearest_distance(pts, ref, self.L)
             out[f"{cls}_to_{name}_A"] = [float(v) for v in dist]
             out[f"{cls}_to_{name}_max_over_lambda"] = float(dist.max() / self.moire_period)
             if cls in self.twist_at:
@@ -92,13 +90,18 @@ class Sites:
             s = self.of(c)
             if not len(s) or not len(points):
                 continue
-            d = points[:, None, :] - s[None, :, :]
-            d -= self.L * np.round(d / self.L)
-            dist = np.hypot(d[..., 0], d[..., 1]).min(axis=1)
+            dist = _nearest_distance(points, s, self.L)
             for i in np.flatnonzero(dist < best):
                 best[i] = dist[i]
                 cls[i] = c if dist[i] <= radius else "other"
         return cls, best
+
+
+def _nearest_distance(points: np.ndarray, sites: np.ndarray, L: float) -> np.ndarray:
+    """Minimum-image distance (Å) of each point (k, 2) to the nearest of ``sites`` (j, 2) in the square cell L."""
+    d = points[:, None, :] - sites[None, :, :]
+    d -= L * np.round(d / L)
+    return np.hypot(d[..., 0], d[..., 1]).min(axis=1)
 
 
 def geometric_sites(supercell: xr.Dataset, b_number: int) -> dict[str, np.ndarray]:
