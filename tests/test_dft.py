@@ -190,6 +190,17 @@ def test_label_seed_supplies_matching_frames_and_only_those(tmp_path):
     got = lab.result(moved[0])
     ref = LennardJones().get_potential_energy(frames[0].copy())  # the seed's geometry and energy, kept together
     assert np.allclose(got.positions, frames[0].positions) and got.info["REF_energy"] == pytest.approx(ref)
+    # provenance the seed lacks (a candidate's sigma, translation, committee energy) comes from the frame;
+    # the seed's own keys win
+    fresh = [a.copy() for a in frames]
+    fresh[2].info.update(sigma=np.int64(5), translation=np.array([0.5, 0.0]), committee_energy=-1.5, REF_energy=9.0)
+    lab3 = Labeller(tmp_path / "run4", "gpaw", {"ecut_eV": 300}, calc_factory=factory, seed_dirs=(tmp_path / "seed",))
+    assert lab3.seed(fresh) == 3
+    got = lab3.result(fresh[2])
+    assert got.info["sigma"] == 5 and list(got.info["translation"]) == [0.5, 0.0]
+    assert got.info["committee_energy"] == -1.5
+    assert got.info["REF_energy"] == pytest.approx(LennardJones().get_potential_energy(frames[2].copy()))
+    assert lab3.status(fresh[2])["info_added_from_frame"] == ["committee_energy", "sigma", "translation"]
     other = Labeller(tmp_path / "run2", "gpaw", {"ecut_eV": 500}, calc_factory=factory, seed_dirs=(tmp_path / "seed",))
     assert other.seed(frames) == 0
     with pytest.raises(FileNotFoundError, match="dft.label_seed"):

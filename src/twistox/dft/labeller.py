@@ -287,7 +287,10 @@ class Labeller:
         """Copy the seed labels of frames not yet in the cache into it; returns how many were copied.
 
         The seed's own geometry is kept with its labels (it differs from the requested frame by at
-        most ``seed_tolerance``), so energies and forces always belong to the stored positions."""
+        most ``seed_tolerance``), so energies and forces always belong to the stored positions. Info
+        keys of the requested frame that the seed lacks (provenance a later code version adds, e.g. the
+        Σ, translation and committee energy of an active-learning candidate) are added; the seed's own
+        keys, labels among them, win."""
         if not self.seed_dirs:
             return 0
         n = 0
@@ -303,7 +306,15 @@ class Labeller:
                                                                          "failure": "", "reason": "", "wall_s": 0.0}
             status.update(key=k, seeded_from=str(f))
             tmp = self.cache_dir / f".{k}.{uuid.uuid4().hex[:8]}.extxyz"
-            shutil.copyfile(f, tmp)
+            labelled = read(f, format="extxyz")
+            extra = {key: v for key, v in ((key, _plain(v)) for key, v in at.info.items())
+                     if key not in labelled.info and isinstance(v, (int, float, str, bool, list))}
+            if extra:
+                labelled.info.update(extra)
+                write(tmp, labelled, format="extxyz")
+                status["info_added_from_frame"] = sorted(extra)
+            else:
+                shutil.copyfile(f, tmp)
             atomic_write_text(self.cache_dir / f"{k}.json", json.dumps(status))
             os.replace(tmp, self.cache_dir / f"{k}.extxyz")
             n += 1
