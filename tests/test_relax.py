@@ -275,7 +275,8 @@ def test_relax_bilayer_end_to_end(tmp_path):
     cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
-                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
+                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5,
+                  "equilibration_friction_per_ps": None},
            "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2},
            "contact_guard": {"enabled": False}}  # LJ stand-in pulls Sr pairs to 1.9 Å: the guard would stop it
     out = relax_bilayer(atoms, calc, cfg, np.random.default_rng(0), checkpoint_dir=tmp_path / "ck",
@@ -315,7 +316,8 @@ def test_split_relax_package_reproduces_the_pre_split_numbers():
     cfg = {"translation_grid": 2, "scan_fmax": 0.05, "scan_max_steps": 40, "fmax": 0.02, "max_steps": 200,
            "maxstep": 0.1, "batch_size": 3, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
            "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.03, "discard_ps": 0.01,
-                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5},
+                  "friction_per_ps": 10.0, "sample_every": 5, "blocks": 5,
+                  "equilibration_friction_per_ps": None},
            "committee_std": {"enabled": True, "md_every": 2, "warn_eV_per_A": 0.2},
            "contact_guard": {"enabled": False}}  # LJ stand-in pulls Sr pairs to 1.9 Å: the guard would stop it
     out = relax_bilayer(atoms, LennardJones(sigma=1.6, epsilon=0.02, rc=4.0, smooth=True), cfg,
@@ -382,3 +384,21 @@ def test_stage_run_relaxes_a_supercell_with_mace_models_and_resumes_from_its_che
     assert Checkpoint(ck, key).load("refine") is not None
     model.write_bytes(model.read_bytes() + b"\0")  # another model file: the checkpoints no longer apply
     assert stage.relax_checkpoint_key(atoms, relax, 1, [model]) != key
+
+
+def test_equilibration_friction_thermalises_a_run_started_at_the_minimum():
+    """Started at the minimum with Maxwell-Boltzmann velocities, harmonic wells equipartition to T/2 at once;
+    a 1/ps thermostat refills them as 1 - exp(-γt)/2 in energy, so a window right after a 1 ps discard averages
+    a run ~8 % too cold. A 20/ps friction during the discard only puts the window at T (known answer: 300 K)."""
+    L, n = 20.0, 400
+    x0 = np.random.default_rng(3).uniform(0, L, size=(n, 3))
+    masses = np.full(n, 16.0)
+    kw = dict(timestep_fs=2.0, n_steps=1500, n_discard=500, friction_per_fs=0.001, sample_every=1)
+    cold = langevin_md(Harmonic(x0, 2.0, L), x0.copy(), masses, 300.0, rng=np.random.default_rng(4), **kw)
+    warm = langevin_md(Harmonic(x0, 2.0, L), x0.copy(), masses, 300.0, rng=np.random.default_rng(4),
+                       equilibration_friction_per_fs=0.02, **kw)
+    t_cold, t_warm = cold.temperature[500:].mean(), warm.temperature[500:].mean()
+    assert t_cold < 0.95 * 300.0                 # theory: 300 - 150 (e^-1 - e^-3) / 2 = 276 K
+    assert t_warm == pytest.approx(300.0, rel=0.03)
+    # the production dynamics are the same thermostat: only the discarded steps differ
+    assert cold.n_averaged == warm.n_averaged == 1000

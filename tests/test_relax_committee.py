@@ -75,7 +75,8 @@ def test_committee_of_ase_calculators():
 RELAX_CFG = {"translation_grid": 1, "scan_fmax": 0.05, "scan_max_steps": 20, "fmax": 0.02, "max_steps": 100,
              "maxstep": 0.1, "batch_size": 1, "neighbour_skin": 0.5, "checkpoint_interval_s": 0.0,
              "md": {"enabled": True, "temperature_K": 300.0, "timestep_fs": 1.0, "total_ps": 0.023,
-                    "discard_ps": 0.005, "friction_per_ps": 10.0, "sample_every": 2, "blocks": 4},
+                    "discard_ps": 0.005, "friction_per_ps": 10.0, "sample_every": 2, "blocks": 4,
+                    "equilibration_friction_per_ps": 100.0},
              "committee_std": {"enabled": True, "md_every": 3, "warn_eV_per_A": 0.2},
              "contact_guard": {"enabled": False}}  # LJ stand-in pulls Sr pairs to 1.9 Å: the guard would stop it
 

@@ -67,11 +67,16 @@ class LangevinBAOAB:
         self.m = np.asarray(masses, float)[:, None]
         self.kT = KB_EV * float(temperature_K)
         self.dt = float(timestep_fs) * units.fs
-        gamma = float(friction_per_fs) / units.fs
-        self.c1 = np.exp(-gamma * self.dt)
-        self.c2 = np.sqrt((1.0 - self.c1 * self.c1) * self.kT / self.m)
+        self.set_friction(friction_per_fs)
         self.rng = rng
         self.sid = int(sid)
+
+    def set_friction(self, friction_per_fs: float) -> None:
+        """Friction of the O step [1/fs] from now on (e.g. a stronger one while equilibrating)."""
+        self.friction_per_fs = float(friction_per_fs)
+        gamma = self.friction_per_fs / units.fs
+        self.c1 = np.exp(-gamma * self.dt)
+        self.c2 = np.sqrt((1.0 - self.c1 * self.c1) * self.kT / self.m)
 
     def initial_velocities(self, x: np.ndarray) -> np.ndarray:
         """Maxwell-Boltzmann draw at the thermostat temperature, zero total momentum."""

@@ -52,7 +52,8 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
                 sample_every: int = 10, rng: np.random.Generator | None = None,
                 checkpoint: Checkpoint | None = None, phase: str = "md", n_blocks: int = 1,
                 observe: Callable[[np.ndarray], Sequence[float]] | None = None, observe_every: int = 0,
-                callback: Callable[[int, np.ndarray], None] | None = None) -> MDResult:
+                callback: Callable[[int, np.ndarray], None] | None = None,
+                equilibration_friction_per_fs: float | None = None) -> MDResult:
     """Langevin MD (BAOAB) and position averaging over steps ``n_discard < s <= n_steps``.
 
     Positions are never wrapped, so the average is the unwrapped time average; the
@@ -67,6 +68,10 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
     ``observed`` (it must not draw from ``rng``, so a resumed run stays bit-identical).
     ``callback(step, positions)`` runs after every step (e.g. :class:`twistox.relax.guard.ContactGuard`;
     it may raise to stop the run, and must not draw from ``rng`` either).
+    ``equilibration_friction_per_fs``: friction of the discarded steps (None: ``friction_per_fs``). Started
+    from a minimum, half the Maxwell-Boltzmann kinetic energy flows into the potential, and a weak production
+    thermostat (1/ps) refills it only over a few ps: the window would average a colder run. A strong
+    friction while discarding thermalises in ~1/γ without touching the production dynamics.
     """
     start, per_block = averaging_window(n_steps, n_discard, n_blocks)
     if observe is not None and observe_every < 1:
@@ -97,7 +102,11 @@ def langevin_md(evaluator: Evaluator, positions: np.ndarray, masses: np.ndarray,
 
     e, f = integ.forces(x)
     t_last = time.monotonic()
+    eq_friction = friction_per_fs if equilibration_friction_per_fs is None else equilibration_friction_per_fs
     while step < n_steps:
+        want = eq_friction if step < start else friction_per_fs   # depends on the step only: resumes agree
+        if want != integ.friction_per_fs:
+            integ.set_friction(want)
         e, f = integ.step(x, v, f)
         step += 1
         if step > start:
