@@ -134,8 +134,8 @@ NETWORK_COLUMNS = ("network_period_eps_xy_interface_A", "network_period_twist_A"
 
 
 def network_row(sample_dir: str | Path) -> dict:
-    """The relaxed network in numbers (issue 12 item 7): crystal-frame eps_xy period (mean over the interface
-    planes) and interlayer-twist period (strain.zarr), changed B cages and largest |dz| over all planes; domain
+    """The relaxed network in numbers (issue 12 item 7): crystal-frame eps_xy period of the two interface planes
+    together and interlayer-twist period (strain.zarr attrs ``network_period_eps_xy``, ``_twist``), changed B cages and largest |dz| over all planes; domain
     centres' largest distance to the AA (coincidence) sites and the unfiltered twist at domain centres and
     nodes (vortices.zarr site_registry, only when the sites come from the twist map). NaN where absent."""
     d = Path(sample_dir)
@@ -143,11 +143,7 @@ def network_row(sample_dir: str | Path) -> dict:
     if (d / "strain.zarr").exists():
         st = read_dataset(d / "strain.zarr")
         a = st.attrs
-        per = a.get("network_period_eps_xy")
-        if per is not None and "plane" in st.coords:
-            planes = [int(p) for p in st["plane"].values]
-            sel = [per[planes.index(int(p))] for p in a.get("interface_planes", []) if int(p) in planes]
-            row["network_period_eps_xy_interface_A"] = float(np.mean(sel)) if sel else np.nan
+        row["network_period_eps_xy_interface_A"] = float(a.get("network_period_eps_xy", np.nan))
         row["network_period_twist_A"] = float(a.get("network_period_twist", np.nan))
         row["cage_changed_total"] = float(a.get("cage_changed_total", np.nan))
         if "max_dz" in st:
