@@ -131,18 +131,16 @@ def relax_bilayer(atoms: Atoms, calc, cfg: dict, rng: np.random.Generator, check
     if md["enabled"]:
         n_steps, n_discard = md_steps(md)
         start, per_block = averaging_window(n_steps, n_discard, md["blocks"])
+        eq_friction = md["equilibration_friction_per_ps"]
+        eq_friction = md["friction_per_ps"] if eq_friction is None else eq_friction
         log.info("MD: %d steps of %.2f fs at %.0f K, averaging the last %d in %d blocks of %d; friction %.3g/ps "
                  "(%.3g/ps while equilibrating)", n_steps, md["timestep_fs"], md["temperature_K"], n_steps - start,
-                 md["blocks"], per_block, md["friction_per_ps"],
-                 md["friction_per_ps"] if md["equilibration_friction_per_ps"] is None
-                 else md["equilibration_friction_per_ps"])
+                 md["blocks"], per_block, md["friction_per_ps"], eq_friction)
         md_res = langevin_md(Renamed(ev, 2 * 10**6), relaxed, atoms.get_masses(), md["temperature_K"],
                              md["timestep_fs"], n_steps, n_discard, friction_per_fs=md["friction_per_ps"] / 1000.0,
                              sample_every=md["sample_every"], rng=rng, checkpoint=ck, phase="md", n_blocks=md["blocks"],
                              observe=observe, observe_every=md["sample_every"] * cfg["committee_std"]["md_every"],
-                             callback=on("md"), equilibration_friction_per_fs=(
-                                 None if md["equilibration_friction_per_ps"] is None
-                                 else md["equilibration_friction_per_ps"] / 1000.0))
+                             callback=on("md"), equilibration_friction_per_fs=eq_friction / 1000.0)
         if observe is not None and len(md_res.observed_time_fs):
             cs.md_time_fs, (cs.md_max, cs.md_p99) = md_res.observed_time_fs, md_res.observed.T
             cstd.warn_if_extrapolating(cs.md_maxima()[0], cs.threshold, "the MD trajectory (largest frame)")
