@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from twistox.core.io import read_dataset
 
@@ -67,9 +68,11 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
         if "P" in pf:
             row["max_P_phasefield"] = _max_norm(pf["P"], "component" if "component" in pf["P"].dims else pf["P"].dims[0])
     row["max_P_atomistic"] = np.nan
-    row.update(network_row(d))
-    if (d / "strain.zarr").exists():
-        st = read_dataset(d / "strain.zarr")
+    st = read_dataset(d / "strain.zarr") if (d / "strain.zarr").exists() else None
+    art = analysis_artifact(d)
+    ds = read_dataset(art) if art is not None else None
+    row.update(network_row(st, ds))
+    if st is not None:
         if "polarization" in st:
             P = st["polarization"]
             planes = [p for p in st.attrs.get("interface_planes", []) if p in P["plane"].values]
@@ -87,9 +90,7 @@ def sample_row(system: str, sample: str, sample_dir: str | Path) -> dict:
             row[f"{s}_{k}"] = np.nan
     for k in CLAIMS:
         row[k] = np.nan
-    art = analysis_artifact(d)
-    if art is not None:
-        ds = read_dataset(art)
+    if ds is not None:
         a = ds.attrs
         row["network_period_A"] = a.get("network_period", np.nan)
         row["network_period_err_A"] = a.get("network_period_uncertainty", np.nan)
@@ -133,24 +134,21 @@ NETWORK_COLUMNS = ("network_period_eps_xy_interface_A", "network_period_twist_A"
                    "twist_node_mean_deg")
 
 
-def network_row(sample_dir: str | Path) -> dict:
+def network_row(strain: xr.Dataset | None, analysis: xr.Dataset | None) -> dict:
     """The relaxed network in numbers (issue 12 item 7): crystal-frame eps_xy period of the two interface planes
     together and interlayer-twist period (strain.zarr attrs ``network_period_eps_xy``, ``_twist``), changed B cages and largest |dz| over all planes; domain
     centres' largest distance to the AA (coincidence) sites and the unfiltered twist at domain centres and
-    nodes (vortices.zarr site_registry, only when the sites come from the twist map). NaN where absent."""
-    d = Path(sample_dir)
+    nodes (vortices.zarr site_registry, only when the sites come from the twist map). NaN where absent (None)."""
     row: dict = {k: np.nan for k in NETWORK_COLUMNS}
-    if (d / "strain.zarr").exists():
-        st = read_dataset(d / "strain.zarr")
-        a = st.attrs
+    if strain is not None:
+        st, a = strain, strain.attrs
         row["network_period_eps_xy_interface_A"] = float(a.get("network_period_eps_xy", np.nan))
         row["network_period_twist_A"] = float(a.get("network_period_twist", np.nan))
         row["cage_changed_total"] = float(a.get("cage_changed_total", np.nan))
         if "max_dz" in st:
             row["max_dz_A"] = float(np.nanmax(st["max_dz"].values))
-    art = analysis_artifact(d)
-    if art is not None:
-        reg = json.loads(read_dataset(art).attrs.get("site_registry", "{}"))
+    if analysis is not None:
+        reg = json.loads(analysis.attrs.get("site_registry", "{}"))
         if reg.get("source") == "interlayer_twist" and reg.get("domain_to_coincidence_A"):
             row["domain_to_aa_max_A"] = float(max(reg["domain_to_coincidence_A"]))
             row["domain_to_aa_max_over_lambda"] = float(reg["domain_to_coincidence_max_over_lambda"])
