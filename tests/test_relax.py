@@ -79,6 +79,19 @@ def test_killed_relaxation_resumes(tmp_path):
     assert ev.n_calls == n1 and np.array_equal(again.positions, full.positions)
 
 
+def test_relaxation_stopped_at_max_steps_continues_as_if_uninterrupted(tmp_path):
+    """The final checkpoint holds the forces of the last positions (evaluated, counted in ``steps``, not yet
+    used): a rerun with more steps must use them, not evaluate and count them again."""
+    atoms, ev, pos = morse_batch(2)
+    full = fire_relax(ev, pos, fmax=1e-6, max_steps=30)
+    part = fire_relax(ev, pos, fmax=1e-6, max_steps=12, checkpoint=Checkpoint(tmp_path, key="k", interval_s=1e9))
+    assert (part.steps == 12).all() and not np.allclose(part.positions, full.positions)
+    n0 = ev.n_calls
+    res = fire_relax(ev, pos, fmax=1e-6, max_steps=30, checkpoint=Checkpoint(tmp_path, key="k", interval_s=1e9))
+    assert ev.n_calls - n0 == 2 * 18
+    assert np.array_equal(res.steps, full.steps) and np.array_equal(res.positions, full.positions)
+
+
 class Harmonic:
     """Independent 3D harmonic wells at x0 in a periodic box (minimum image), k in eV/Å^2."""
 

@@ -63,6 +63,8 @@ def fire_relax(evaluator: Evaluator, positions: np.ndarray, fmax: float = 0.05, 
         x, v, dts, alpha, nsteps, steps, done, e, e0, fm, fresh = (
             state[k] for k in ("x", "v", "dt", "alpha", "nsteps", "steps", "done", "e", "e0", "fm", "fresh"))
         step = int(state["step"])
+        if "f" in state:  # forces of x already evaluated (a run stopped at max_steps): reuse, do not count again
+            f, have_f = np.array(state["f"], float), np.array(state["have_f"], bool)
         log.info("%s: resumed from checkpoint at step %d (%d/%d converged)", phase, step, done.sum(), B)
 
     def forces_for(idx: np.ndarray) -> None:
@@ -124,5 +126,6 @@ def fire_relax(evaluator: Evaluator, positions: np.ndarray, fmax: float = 0.05, 
 
 def _save_fire(checkpoint: Checkpoint, phase: str, s: dict) -> None:
     checkpoint.save(phase, x=s["x"], v=s["v"], dt=s["dts"], alpha=s["alpha"], nsteps=s["nsteps"], steps=s["steps"],
-                    done=s["done"], e=s["e"], e0=s["e0"], fm=s["fm"], fresh=s["fresh"], step=s["step"])
+                    done=s["done"], e=s["e"], e0=s["e0"], fm=s["fm"], fresh=s["fresh"], step=s["step"],
+                    f=s["f"], have_f=s["have_f"])
 
