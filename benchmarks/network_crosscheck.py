@@ -111,9 +111,12 @@ def chgnet_calculator(device: str = "cpu"):
     return CHGNetCalculator(use_device=device)
 
 
-def relax_chgnet(atoms, calc, fmax: float, steps: int, maxstep: float, optimizer: str, log_every: int = 10):
+def relax_chgnet(atoms, calc, fmax: float, steps: int, maxstep: float, optimizer: str, log_every: int = 10,
+                 checkpoint_dir: Path | None = None):
     """FIRE relaxation of ``atoms`` with ``calc``; returns (positions Å, energy eV, fmax eV/Å, converged,
-    steps, seconds per force call)."""
+    steps, seconds per force call). ``checkpoint_dir`` (twistox optimiser only): the FIRE state is saved there
+    every 5 min, keyed by the start positions and settings, and a rerun resumes from it (a 2900-atom CHGNet
+    relaxation on a CPU outlasts one session)."""
     from twistox.core.md import AseEvaluator
     from twistox.relax.fire import fire_relax
 
@@ -138,7 +141,17 @@ def relax_chgnet(atoms, calc, fmax: float, steps: int, maxstep: float, optimizer
         f = float(np.linalg.norm(at.get_forces(), axis=1).max())
         nst = max(opt.nsteps, 1)
         return at.positions.copy(), float(at.get_potential_energy()), f, conv, opt.nsteps, (time.time() - t0) / nst
+    from twistox.core.checkpoint import Checkpoint
+    from twistox.core.hashing import settings_hash
+
     ev = AseEvaluator(atoms, calc)
+    ck = None
+    if checkpoint_dir is not None:
+        key = settings_hash(atoms.positions, atoms.numbers, np.array(atoms.cell), fmax, maxstep, "chgnet",
+                            decimals=6)
+        ck = Checkpoint(checkpoint_dir, key, interval_s=300.0)
+        log.info("CHGNet FIRE checkpoints in %s (key %s)%s", checkpoint_dir, key,
+                 ": resuming" if ck.exists("chgnet") else "")
 
     def cb(step, x):
         if step % log_every == 0:
@@ -147,7 +160,7 @@ def relax_chgnet(atoms, calc, fmax: float, steps: int, maxstep: float, optimizer
                      float(np.linalg.norm(r["forces"], axis=1).max()), (time.time() - t0) / max(ev.n_calls, 1))
 
     res = fire_relax(ev, atoms.positions[None], fmax=fmax, max_steps=steps, maxstep=maxstep, phase="chgnet",
-                     callback=cb)
+                     callback=cb, checkpoint=ck)
     return (res.positions[0], float(res.energies[0]), float(res.fmax[0]), bool(res.converged[0]), int(res.steps[0]),
             (time.time() - t0) / max(ev.n_calls, 1))
 
@@ -191,7 +204,7 @@ def _provenance(ds: xr.Dataset) -> dict:
 
 def crosscheck(sample: Path, fmax: float, steps: int, maxstep: float, optimizer: str, device: str,
                registry_grid: int, repeat: int, mace_models: list[str] | None, out_csv: Path, out_png: Path,
-               boundary: bool = True) -> dict:
+               boundary: bool = True, checkpoint_dir: Path | None = None) -> dict:
     from twistox.core.io import atoms_from_dataset, read_dataset
     from twistox.relax.boundary import BoundarySettings, boundary_energy_attrs
     from twistox.relax.lattice_constant import apply_lattice_constant, geometry_attrs
@@ -221,7 +234,8 @@ def crosscheck(sample: Path, fmax: float, steps: int, maxstep: float, optimizer:
     rigid.calc = calc
     e_rigid = float(rigid.get_potential_energy())
     rigid.calc = None
-    pos, e_rel, fm, conv, nsteps, s_per_step = relax_chgnet(rigid, calc, fmax, steps, maxstep, optimizer)
+    pos, e_rel, fm, conv, nsteps, s_per_step = relax_chgnet(rigid, calc, fmax, steps, maxstep, optimizer,
+                                                            checkpoint_dir=checkpoint_dir)
     log.info("CHGNet relaxation: E %.4f -> %.4f eV, max force %.4f eV/Å (%s) after %d steps, %.3f s per force call "
              "(%d atoms)", e_rigid, e_rel, fm, "converged" if conv else "NOT converged", nsteps, s_per_step, len(rigid))
     keep = {k: v for k, v in relaxed.attrs.items() if k not in ("config", "package_versions", "git_commit", "host",
@@ -418,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo-sigma", type=int, default=None,
                    help="build a Sigma (1+1 cells) sample relaxed with CHGNet by the stage code, then cross-check it")
     p.add_argument("--workdir", type=Path, default=Path("results/crosscheck_demo"), help="where --demo-sigma writes")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="save/resume the CHGNet FIRE state here (twistox optimiser; e.g. a multi-session CPU run)")
     p.add_argument("--self-test", action="store_true", help="known-answer checks of the map analysis, then exit")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
@@ -431,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if sample is None:
         p.error("give a sample directory (or --demo-sigma N, or --self-test)")
     crosscheck(sample, a.fmax, a.steps, a.maxstep, a.optimizer, a.device, a.registry_grid, a.repeat, a.mace_models,
-               a.csv, a.png, boundary=not a.no_boundary)
+               a.csv, a.png, boundary=not a.no_boundary, checkpoint_dir=a.checkpoint_dir)
     return 0
 
 

@@ -89,3 +89,27 @@ def test_period_of_analytic_maps():
 def test_self_test_mode_runs(capsys):
     assert xc.main(["--self-test"]) == 0
     assert "self-test passed" in capsys.readouterr().out
+
+
+def test_relaxation_resumes_from_its_checkpoint_bit_identically(tmp_path, monkeypatch):
+    """A relaxation stopped after 6 steps and rerun with 14 ends where an uninterrupted 14-step one does
+    (the CHGNet check of 2900 atoms outlasts a CPU session); another start structure is not resumed."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    monkeypatch.setenv("TWISTOX_CHECKPOINT_INTERVAL_S", "0")
+    atoms = bulk("Ar", "fcc", a=5.4, cubic=True).repeat(2)
+    atoms.rattle(0.15, seed=3)
+    calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)
+    ref = xc.relax_chgnet(atoms, calc, fmax=1e-6, steps=14, maxstep=0.1, optimizer="twistox")
+    part = xc.relax_chgnet(atoms, calc, fmax=1e-6, steps=6, maxstep=0.1, optimizer="twistox", checkpoint_dir=tmp_path)
+    assert part[4] == 6 and not np.allclose(part[0], ref[0])
+    full = xc.relax_chgnet(atoms, calc, fmax=1e-6, steps=14, maxstep=0.1, optimizer="twistox",
+                           checkpoint_dir=tmp_path)
+    assert full[4] == 14
+    np.testing.assert_array_equal(full[0], ref[0])
+    other = atoms.copy()
+    other.positions[0, 0] += 0.01
+    fresh = xc.relax_chgnet(other, calc, fmax=1e-6, steps=6, maxstep=0.1, optimizer="twistox",
+                            checkpoint_dir=tmp_path)
+    assert fresh[4] == 6
