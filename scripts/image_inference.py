@@ -32,7 +32,8 @@ with stage_script(sm, "image_inference", seed_wildcard="sample") as run:
                                                            else float(str(label).removesuffix(" nm")))
     ds, net, meta = stage.infer(image, sampling, cfg, model, layer_angles_deg=hint, seed=run.seed, log=run.log,
                                 threads=sm.threads, device=device, known_images=known,
-                                known_fraction=ms["fraction"], contrast=contrast)
+                                known_fraction=ms["fraction"], contrast=contrast,
+                                scan_step=stage.planview_scan_step(stem))
     if calib is not None:
         ds.attrs["contrast_calibration"] = json.dumps(calib)
         meta["metrics"]["contrast_calibration"] = calib

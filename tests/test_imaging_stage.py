@@ -217,3 +217,19 @@ def test_report_reads_image_inference_attrs(result, tmp_path):
     assert row["image_gpa_layer0_exy_correlation"] == pytest.approx(0.3)
     assert np.isnan(row["image_gpa_layer1_exy_correlation"])  # attr absent: NaN, not invented
     assert row["theta_deg"] == 22.62  # the supercell's θ column is not overwritten
+
+
+def test_coarse_scan_step_falls_back_to_the_sample_geometry():
+    """An image interpolated from a scan coarser than alias_free_scan_step: the image twist is not measured
+    (aliased {220} on the {100} ring), the reason is recorded, the regressor still runs around the CSL."""
+    stem, _ = fake_stem()
+    settings = json.loads(stem.attrs["planview_settings"]) | {"scan_sampling": 1.0}
+    stem.attrs["planview_settings"] = json.dumps(settings)
+    assert stage.planview_scan_step(stem) == 1.0
+    c = cfg({"regressor": TOY["regressor"] | {"n_train": 200, "n_val": 50, "epochs": 1}})
+    img, s, model, hint, _ = stage.simulated_input(stem, c, {}, SYSTEM)
+    ds, _, _ = stage.infer(img, s, c, model, layer_angles_deg=hint, seed=0, scan_step=1.0)
+    assert np.isnan(ds.attrs["theta_deg"]) and ds.attrs["theta_source"] == "sample geometry"
+    assert "alias" in ds.attrs["theta_failure"]
+    assert ds.attrs["scan_step_A"] == 1.0 and ds.attrs["alias_free_scan_step_A"] == pytest.approx(0.7614, abs=1e-3)
+    assert np.isfinite(ds["local_twist"].values).mean() > 0.9

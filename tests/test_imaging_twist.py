@@ -64,3 +64,44 @@ def test_unresolved_twist_is_an_error(model):
         twist_angle(img, 0.2, a=A)
     with pytest.raises(ValueError, match="resolve"):
         twist_angle(img, 2.0, a=A)
+
+
+def _fourier_upsample(img: np.ndarray, f: int) -> np.ndarray:
+    """Band-limited interpolation of a scanned image to f x finer pixels (what stem.postprocess does)."""
+    n = img.shape[0]
+    G = np.zeros((n * f, n * f), complex)
+    o = (n * f - n) // 2
+    G[o:o + n, o:o + n] = np.fft.fftshift(np.fft.fft2(img))
+    return np.real(np.fft.ifft2(np.fft.ifftshift(G))) * f * f
+
+
+@pytest.mark.parametrize("scan", [1.0, 0.5])
+def test_coarse_scan_aliases_220_onto_the_100_ring_and_is_refused(model, scan):
+    """Scanned at s, a {220} reflection G reappears at G − m/s; at s = 1 Å that is |g| ≈ 1.07/a, on the {100} ring
+    the twist is read from (the network demo's abTEM plan view: those aliases were its strongest ring peaks).
+    Interpolating afterwards keeps them, so the scan step decides: refused above alias_free_scan_step."""
+    from twistox.imaging.twist import _dtft, alias_free_scan_step
+
+    theta, alpha = 6.73, 45.0
+    n = int(np.ceil(4.1 * A / (2 * np.sin(np.radians(theta / 2))) / scan))
+    n += n % 2
+    f = int(round(scan / 0.1))
+    img = _fourier_upsample(bilayer_image(model, theta, alpha, scan, n, 3), f)
+    s = scan / f
+    assert alias_free_scan_step(A) == pytest.approx(A / (2 * np.sqrt(2) + 2.3))
+    # the (2, -2) reflection of the bottom layer, and where the scan puts it
+    b = np.radians(alpha - theta / 2)
+    G = np.array([[np.cos(b), -np.sin(b)], [np.sin(b), np.cos(b)]]) @ (2, -2) / A
+    alias = G - np.round(G * scan) / scan
+    w = img - img.mean()
+    p_alias = _dtft(w, s, s, alias[:1], alias[1:])[0, 0]
+    p_ring = _dtft(w, s, s, np.array([1.1 / A]), np.array([0.3 / A]))[0, 0]  # empty ring point, no reflection
+    if scan > alias_free_scan_step(A):
+        assert abs(np.hypot(*alias) * A - 1.0) < 0.2  # inside the {100} search ring
+        assert p_alias > 100 * p_ring
+        with pytest.raises(ValueError, match="alias"):
+            twist_angle(img, s, a=A, scan_step=scan)
+    else:
+        assert np.hypot(*alias) > 2.3 / A  # outside the range used
+        r = twist_angle(img, s, a=A, scan_step=scan)
+        assert r["theta_deg"] == pytest.approx(theta, abs=0.05)

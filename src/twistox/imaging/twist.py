@@ -73,14 +73,28 @@ def _reduce90(angle_deg):
     return (np.asarray(angle_deg) + 45.0) % 90.0 - 45.0
 
 
+def alias_free_scan_step(a: float, g_max: float | None = None) -> float:
+    """Largest probe step (Å) of a scanned image whose aliases of every reflection up to {220} (|G| = 2√2/a,
+    the strong HAADF reflections of a perovskite in [001]) stay outside |g| <= g_max (1/Å; default 2.3/a, the
+    range :func:`twist_angle` uses): an alias G − m/s (m ≠ 0 integer) has |g| >= 1/s − |G|, so 1/s > 2√2/a + g_max.
+
+    At a = 3.88 Å: 0.76 Å. A 1.0 Å scan puts the {220} aliases at |g| ≈ 1.07/a, on the {100} ring (measured on the
+    network demo's plan view: they were the strongest peaks there). Interpolating the image afterwards does not
+    remove them: they are in the scanned data."""
+    g = 2.3 / a if g_max is None else float(g_max)
+    return 1.0 / (2.0 * np.sqrt(2.0) / a + g)
+
+
 def twist_angle(image, sampling, a: float = 3.905, g_max: float | None = None, layer_angles_deg=None,
-                min_snr: float = 20.0) -> dict:
+                min_snr: float = 20.0, scan_step: float | None = None) -> dict:
     """Twist angle between the two square lattices of a plan-view bilayer image.
 
     image: [y, x] (y = row × sampling); sampling: Å per pixel; a: lattice constant (Å; only a search
     guide, the fitted lattice parameter is returned); g_max: largest |g| used (1/Å; default 2.3/a, below
     Nyquist); layer_angles_deg: optional known (bottom, top) orientations used only to label which
-    lattice is the top one (default: the top lattice is the one rotated CCW, θ > 0).
+    lattice is the top one (default: the top lattice is the one rotated CCW, θ > 0). scan_step: the probe
+    step (Å) the image was scanned with when it was interpolated to ``sampling`` afterwards; a step above
+    :func:`alias_free_scan_step` raises ValueError (aliased reflections would be read as lattices).
     Returns a dict: theta_deg (top relative to bottom, CCW, in (−45, 45]), theta_uncertainty_deg (≈ 2σ),
     lattice_angles_deg (bottom, top; CCW from +x, mod 90), lattice_parameters (Å), n_reflections,
     g_vectors (list per lattice of (h, k, gx, gy)), fft_pixel_deg (angular width of one FFT pixel at 1/a).
@@ -95,6 +109,10 @@ def twist_angle(image, sampling, a: float = 3.905, g_max: float | None = None, l
     if 1.2 / a >= nyq:
         raise ValueError(f"twist_angle: sampling {sampling} Å does not resolve the 1/a = {1 / a:.3f} 1/Å reflections")
     g_max = min(g_max if g_max is not None else 2.3 / a, 0.9 * nyq)
+    if scan_step is not None and scan_step > alias_free_scan_step(a, g_max):
+        raise ValueError(f"twist_angle: the image was scanned at {scan_step:g} Å: the {{220}} reflections alias to "
+                         f"|g| >= {1.0 / scan_step - 2.0 * np.sqrt(2.0) / a:.3f} 1/Å, inside the |g| <= {g_max:.3f} 1/Å "
+                         f"searched here; scan at <= {alias_free_scan_step(a, g_max):.2f} Å")
     w = (img - img.mean()) * hann2d(img.shape)
     F = np.abs(np.fft.fft2(w)) ** 2
     kx = np.fft.fftfreq(nx, sx)[None, :]

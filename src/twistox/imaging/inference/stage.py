@@ -21,7 +21,7 @@ import xarray as xr
 from twistox.imaging import regressor as reg
 from twistox.imaging.gpa import check_image, gpa, rotate_strain
 from twistox.imaging.patches import ImagingModel, PatchSpec, planes_for_sample, rot
-from twistox.imaging.twist import twist_angle
+from twistox.imaging.twist import alias_free_scan_step, twist_angle
 
 
 def check_config(cfg: dict) -> None:
@@ -113,19 +113,22 @@ def _masked(g: xr.Dataset, name: str, sampling: float, yc: np.ndarray, xc: np.nd
 
 def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *, layer_angles_deg=None,
           seed: int = 0, log=None, threads: int = 1, device: str = "cpu", known_images=(),
-          known_fraction: float = 0.0, contrast: dict | None = None) -> tuple[xr.Dataset, object, dict]:
+          known_fraction: float = 0.0, contrast: dict | None = None,
+          scan_step: float | None = None) -> tuple[xr.Dataset, object, dict]:
     """Run twist + GPA + registry regressor on one image. Returns (dataset, trained net, model meta).
 
     known_images: multislice images of known bilayers (twistox.imaging.multislice.KnownImage); each epoch
     ``known_fraction`` of the training patches are cut from them (fresh Poisson noise at their dose).
     contrast: augmentation ranges {param: (low, high)} replacing ``regressor.contrast`` (e.g. from
-    twistox.imaging.calibration.contrast_ranges)."""
+    twistox.imaging.calibration.contrast_ranges). scan_step: probe step (Å) of a scanned image that was
+    interpolated to ``sampling``; above :func:`twistox.imaging.twist.alias_free_scan_step` the image twist is
+    not measured (aliases of {220} fall on the {100} ring) and the sample geometry guides the regressor."""
     img = check_image(image)
     a = model.a
     t0 = time.time()
     try:
         tw = twist_angle(img, sampling, a=a, g_max=cfg["twist"]["g_max"], layer_angles_deg=layer_angles_deg,
-                         min_snr=cfg["twist"]["min_snr"])
+                         min_snr=cfg["twist"]["min_snr"], scan_step=scan_step)
         tw["source"] = "image"
         theta = tw["theta_deg"]
     except ValueError as exc:
@@ -222,6 +225,8 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
                     gpa_mean_g_vectors=mean.attrs["g_vectors"], gpa_mean_sigma=mean.attrs["sigma"],
                     gpa_layer_sigma=float(layer_sigma), regressor_metrics=json.dumps(metrics),
                     regressor_validation_mean_A=metrics["validation"]["mean_A"],
+                    scan_step_A=float("nan") if scan_step is None else float(scan_step),
+                    alias_free_scan_step_A=float(alias_free_scan_step(a, cfg["twist"]["g_max"])),
                     convention="image[y, x], y = row × sampling (Å); rotations CCW positive in (x, y)")
     return ds, net, meta
 
@@ -322,6 +327,11 @@ def simulated_input(stem: xr.Dataset, cfg: dict, stem_cfg: dict, system: dict):
     hint = stem.attrs.get("layer_angles_deg")
     label = labels[i] if labels else str(i)
     return np.asarray(img.values, float), sampling, model, hint, label
+
+
+def planview_scan_step(stem: xr.Dataset) -> float:
+    """Probe step (Å) of the plan-view scan behind a stem.zarr's images (they are interpolated afterwards)."""
+    return float(json.loads(stem.attrs["planview_settings"])["scan_sampling"])
 
 
 def experiment_inference(entry: dict, cfg: dict, system: dict, seed: int = 0, log=None, threads: int = 1,
