@@ -23,14 +23,15 @@ def cfg(extra=None):
     return c
 
 
-def fake_stem(theta=22.62, alpha=45.0, L=14.08, tiles=3, s=0.1, seed=0):
-    """A stem.zarr look-alike: haadf (defocus, y_image, x_image) of a rigid bilayer with its attrs."""
+def fake_stem(theta=22.62, alpha=45.0, L=14.08, tiles=3, s=0.1, seed=0, top_shear=0.0):
+    """A stem.zarr look-alike: haadf (defocus, y_image, x_image) of a rigid bilayer with its attrs.
+    top_shear: homogeneous crystal-frame ε_xy of the top layer (frame at alpha + theta/2)."""
     model = stage.imaging_model_for(A, (38, 22, 8), 21.5, 10.7, 10.7, 300e3, 30.0, 1590.0)
     n = int(round(tiles * L / s))
     c = np.arange(n) * s
     yy, xx = np.meshgrid(c, c, indexing="ij")
     th, al = np.radians(theta), np.radians(alpha)
-    bases = np.stack([rot(al - th / 2) * A, rot(al + th / 2) * A])[None]
+    bases = np.stack([rot(al - th / 2) * A, rot(al + th / 2) @ np.array([[1, top_shear], [top_shear, 1]]) * A])[None]
     img = render(model, np.column_stack([xx.ravel(), yy.ravel()])[None], bases, np.zeros((1, 2, 2))).reshape(n, n)
     img = img / img.mean() * 0.05
     rng = np.random.default_rng(seed)
@@ -233,3 +234,19 @@ def test_coarse_scan_step_falls_back_to_the_sample_geometry():
     assert "alias" in ds.attrs["theta_failure"]
     assert ds.attrs["scan_step_A"] == 1.0 and ds.attrs["alias_free_scan_step_A"] == pytest.approx(0.7614, abs=1e-3)
     assert np.isfinite(ds["local_twist"].values).mean() > 0.9
+
+
+@pytest.mark.parametrize("shear", [0.01, -0.01])
+def test_layer_strain_is_read_in_the_sample_frame_of_each_layer(shear):
+    """45° frame (m, n odd): the top layer at 56.3° is reported mod 90 as −33.7°, a frame in which its ε_xy has the
+    opposite sign. A homogeneous crystal-frame shear of the top layer must come out with its own sign."""
+    stem, _ = fake_stem(top_shear=shear)
+    c = cfg({"regressor": TOY["regressor"] | {"n_train": 200, "n_val": 50, "epochs": 1}})
+    img, s, model, hint, _ = stage.simulated_input(stem, c, {}, SYSTEM)
+    ds, _, _ = stage.infer(img, s, c, model, layer_angles_deg=hint, seed=0)
+    assert ds.attrs["lattice_angles_deg"][1] == pytest.approx(hint[1] - 90.0, abs=0.1)  # as measured, mod 90
+    assert ds.attrs["layer_frame_angles_deg"] == pytest.approx(hint, abs=0.1)
+    inner = (slice(10, -10), slice(10, -10))  # GPA's edge band (one mask width) left out
+    exy = ds["layer_exy"].sel(layer=1).values[inner]
+    assert np.nanmedian(exy) == pytest.approx(shear, rel=0.1)
+    assert abs(np.nanmedian(ds["layer_exy"].sel(layer=0).values[inner])) < 0.1 * abs(shear)

@@ -145,6 +145,12 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
               "failure": str(exc)}
         theta = float((lt - lb + 45.0) % 90.0 - 45.0)
     ab, at = tw["lattice_angles_deg"]
+    if layer_angles_deg is not None:
+        # a square lattice's orientation is known mod 90° (reported in (−45°, 45°]); its crystal-frame ε_xy changes
+        # sign under a 90° turn of the frame (ε_x'y' = −ε_xy), so the layer frames must be the sample's own
+        # representatives (strain.zarr's layer_angles_deg, PHYSICS.md §9): in the 45° frame of m, n odd the top
+        # layer sits at 48.4°, reported as −41.6°
+        ab, at = (float(h + (x - h + 45.0) % 90.0 - 45.0) for x, h in zip((ab, at), layer_angles_deg))
     mean_angle = ab + theta / 2.0
     if log:
         log.info("twist %.4f ± %.4f° (lattices at %.3f°, %.3f°; %s reflections) in %.1f s", theta,
@@ -220,7 +226,8 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(theta_deg=tw["theta_deg"], theta_uncertainty_deg=tw["theta_uncertainty_deg"],
                     theta_source=tw["source"], theta_failure=tw.get("failure", ""),
-                    lattice_angles_deg=tw["lattice_angles_deg"], lattice_parameters=tw["lattice_parameters"],
+                    lattice_angles_deg=tw["lattice_angles_deg"], layer_frame_angles_deg=[ab, at],
+                    lattice_parameters=tw["lattice_parameters"],
                     mean_angle_deg=mean_angle, twist=json.dumps(tw), sampling=float(sampling), a=a,
                     gpa_mean_g_vectors=mean.attrs["g_vectors"], gpa_mean_sigma=mean.attrs["sigma"],
                     gpa_layer_sigma=float(layer_sigma), regressor_metrics=json.dumps(metrics),
@@ -275,7 +282,7 @@ def compare_with_truth(ds: xr.Dataset, strain: xr.Dataset, theta_true: float) ->
                    local_twist_true_mean_deg=float(np.nanmean(true_twist)),
                    local_twist_true_rms_deviation_deg=float(np.nanstd(true_twist)),
                    local_twist_rms_deviation_deg=float(np.nanstd(lt)))
-    al = ds.attrs["lattice_angles_deg"]
+    al = ds.attrs.get("layer_frame_angles_deg", ds.attrs["lattice_angles_deg"])
     mean_angle = float(ds.attrs["mean_angle_deg"])
     for li, p in by_layer.items():
         true = _periodic_sample(strain["eps_xy"].sel(plane=p).values, L, yc, xc)
