@@ -160,6 +160,28 @@ def test_fitted_needs_two_planes_per_layer(tmp_path):
     assert attrs["eigenstrain_decay_A"] == 3.905 and np.abs(eig).max() > 0
 
 
+def test_eigenstrain_from_the_bo2_planes_only(tmp_path):
+    """plane_kinds [BO2]: the coefficients are those of the BO2 planes (plane_kind 1), at their own distance from
+    the interface face of the whole stack; unknown kinds and a strain.zarr without plane_kind are clear errors."""
+    ds = write_synthetic_strain(tmp_path / "strain.zarr", decay_A=3.0)  # 5 + 5 planes, plane_kind = plane % 2
+    full = stack_strain(ds, 6)
+    bo2 = stack_strain(ds, 6, ["BO2"])
+    keep = np.flatnonzero(ds["plane_kind"].values == 1)
+    assert bo2.coef.shape[0] == 5 and np.array_equal(bo2.layer, full.layer[keep])
+    np.testing.assert_allclose(bo2.coef, full.coef[keep])
+    np.testing.assert_allclose(bo2.d, full.d[keep])
+    assert bo2.info["eigenstrain_plane_kinds"] == ["BO2"] and full.info["eigenstrain_plane_kinds"] == ["AO", "BO2"]
+    cells, fit = profile_coefficients(bo2, np.array([1.0, 5.0]), np.array([0, 1]), "fitted", 3.905)
+    assert fit["eigenstrain_decay_fit_A_layer1"] == pytest.approx(3.0, rel=1e-6)  # the same decay from fewer planes
+    with pytest.raises(ValueError, match=r"plane_kinds: \['TiO2'\]; allowed"):
+        stack_strain(ds, 6, ["TiO2"])
+    with pytest.raises(ValueError, match="no plane_kind coordinate"):
+        stack_strain(ds.drop_vars("plane_kind"), 6, ["AO"])
+    pf = _pf_config(thickness_A=24.0, nz=8, dxy_A=0.8, eigenstrain={"plane_kinds": ["BO2"]})
+    eig, _, attrs = build_eigenstrain(pf, ds)
+    assert attrs["eigenstrain_planes_layer0"] == 2 and attrs["eigenstrain_planes_layer1"] == 3
+
+
 # --- issue 13: analytic square screw-dislocation network -------------------------------------------
 
 SIGMA265 = dict(L=3.905 * math.sqrt(265), lam=3.905 / (2 * math.sin(math.radians(4.98 / 2))))

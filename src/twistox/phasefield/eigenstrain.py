@@ -87,26 +87,47 @@ def check_strain_dataset(ds: xr.Dataset, path: str = "strain.zarr") -> None:
         raise ValueError(f"{path}: plane_z has non-finite values")
 
 
-def _layers(ds: xr.Dataset, pdim: str, z: np.ndarray) -> np.ndarray:
-    da = ds["eps_global"]
+def _layers(da: xr.DataArray, attrs: dict, pdim: str, z: np.ndarray) -> np.ndarray:
     if "plane_layer" in da.coords and da["plane_layer"].dims == (pdim,):
         return np.asarray(da["plane_layer"].values, int)
-    zi = float(ds.attrs.get("interface_z", np.nan))
+    zi = float(attrs.get("interface_z", np.nan))
     if not np.isfinite(zi):
         raise ValueError("strain.zarr: neither 'plane_layer' nor attr 'interface_z' tells the layer of each plane")
     return (z > zi).astype(int)
 
 
-def stack_strain(ds: xr.Dataset, moire_order: int) -> StackStrain:
-    """Per-plane Fourier coefficients of eps_global, truncated at N_sc supercell harmonics."""
+PLANE_KINDS = {"AO": 0, "BO2": 1}  # strain.zarr coordinate plane_kind
+
+
+def stack_strain(ds: xr.Dataset, moire_order: int, plane_kinds=tuple(PLANE_KINDS)) -> StackStrain:
+    """Per-plane Fourier coefficients of eps_global, truncated at N_sc supercell harmonics.
+
+    ``plane_kinds``: the planes used (``phasefield.eigenstrain.plane_kinds``): AO, BO2 or both. The B-cage
+    (BO2) planes carry the elastic shear of the network; at a reconstructed SrO-TiO2 interface the AO plane's
+    Sr-O vectors can also record local rearrangements (|eps| ~ 0.5 at a few spots in the Sigma145 demo)."""
     from twistox.strain.fourier import fourier_fit, supercell_order
 
     check_strain_dataset(ds)
     da = ds["eps_global"]
     pdim = _plane_dim(da, "strain.zarr")
+    kinds = list(plane_kinds)
+    bad = [k for k in kinds if k not in PLANE_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"phasefield.eigenstrain.plane_kinds: {kinds}; allowed: a non-empty subset of "
+                         f"{list(PLANE_KINDS)}")
+    z_all = np.asarray(da["plane_z"].values, float)
+    layer_all = _layers(da, ds.attrs, pdim, z_all)
+    if set(layer_all.tolist()) == {0, 1}:  # the interface face of the whole stack, whichever planes are used
+        z_if = 0.5 * (z_all[layer_all == 0].max() + z_all[layer_all == 1].min())
+    if set(kinds) != set(PLANE_KINDS):
+        if "plane_kind" not in da.coords:
+            raise ValueError("phasefield.eigenstrain.plane_kinds: strain.zarr has no plane_kind coordinate; "
+                             "allowed here: [AO, BO2] (all planes)")
+        keep = np.isin(np.asarray(da["plane_kind"].values, int), [PLANE_KINDS[k] for k in kinds])
+        da = da.isel({pdim: np.flatnonzero(keep)})
     v = da.sel(component=list(COMPONENTS)).transpose(pdim, "component", "y", "x").values
     z = np.asarray(da["plane_z"].values, float)
-    layer = _layers(ds, pdim, z)
+    layer = _layers(da, ds.attrs, pdim, z)
     if set(layer.tolist()) != {0, 1}:
         raise ValueError(f"strain.zarr: eps_global must hold planes of both layers (layers found: {sorted(set(layer))})")
     L = float(ds.attrs["supercell_length"])
@@ -115,10 +136,9 @@ def stack_strain(ds: xr.Dataset, moire_order: int) -> StackStrain:
     if v.shape[-1] <= 2 * N:
         N = (v.shape[-1] - 1) // 2  # the strain grid resolves no more harmonics than this
     coef = np.stack([[fourier_fit(v[p, c], N) for c in range(3)] for p in range(len(z))])
-    z_if = 0.5 * (z[layer == 0].max() + z[layer == 1].min())
     return StackStrain(coef, np.abs(z - z_if), layer, L,
                        {"fourier_order_supercell": N, "moire_order": int(moire_order), "n_planes": int(len(z)),
-                        "interface_z_stack": float(z_if)})
+                        "interface_z_stack": float(z_if), "eigenstrain_plane_kinds": kinds})
 
 
 def fit_decay(d: np.ndarray, amp: np.ndarray) -> tuple[float, float, float]:

@@ -50,7 +50,8 @@ def _network_stack(eg: dict, strain: xr.Dataset) -> StackStrain:
 def build_eigenstrain(pf: dict, strain: xr.Dataset, grid: Grid | None = None) -> tuple[np.ndarray, Grid, dict]:
     """(3, 3, nz, n, n) eigenstrain on the slab grid, the grid, and attrs describing it (fit, source)."""
     eg = pf["eigenstrain"]
-    st = stack_strain(strain, eg["fourier_order"]) if eg["source"] == "strain" else _network_stack(eg, strain)
+    st = (stack_strain(strain, eg["fourier_order"], eg["plane_kinds"]) if eg["source"] == "strain"
+          else _network_stack(eg, strain))
     grid = grid or build_grid(pf, st.L, st.order)
     z_A = grid.z_centres().numpy() / A
     zi = grid.interface_z() / A
@@ -89,7 +90,8 @@ def check_memory(pf: dict, strain: xr.Dataset, mem_budget_mb: float | None,
     from twistox.phasefield.memory import BYTES_PER_POINT, check_phasefield_memory
 
     eg = pf["eigenstrain"]
-    st = stack_strain(strain, eg["fourier_order"]) if eg["source"] == "strain" else _network_stack(eg, strain)
+    st = (stack_strain(strain, eg["fourier_order"], eg["plane_kinds"]) if eg["source"] == "strain"
+          else _network_stack(eg, strain))
     g = build_grid(pf, st.L, st.order)
     key = "resources.phasefield.mem_mb"
     if str(device).startswith("cuda"):
