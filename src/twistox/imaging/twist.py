@@ -109,10 +109,11 @@ def twist_angle(image, sampling, a: float = 3.905, g_max: float | None = None, l
     if 1.2 / a >= nyq:
         raise ValueError(f"twist_angle: sampling {sampling} Å does not resolve the 1/a = {1 / a:.3f} 1/Å reflections")
     g_max = min(g_max if g_max is not None else 2.3 / a, 0.9 * nyq)
-    if scan_step is not None and scan_step > alias_free_scan_step(a, g_max):
+    s_max = alias_free_scan_step(a, g_max)
+    if scan_step is not None and scan_step > s_max:
         raise ValueError(f"twist_angle: the image was scanned at {scan_step:g} Å: the {{220}} reflections alias to "
                          f"|g| >= {1.0 / scan_step - 2.0 * np.sqrt(2.0) / a:.3f} 1/Å, inside the |g| <= {g_max:.3f} 1/Å "
-                         f"searched here; scan at <= {alias_free_scan_step(a, g_max):.2f} Å")
+                         f"searched here; scan at <= {s_max:.2f} Å")
     w = (img - img.mean()) * hann2d(img.shape)
     F = np.abs(np.fft.fft2(w)) ** 2
     kx = np.fft.fftfreq(nx, sx)[None, :]

@@ -87,10 +87,11 @@ def check_strain_dataset(ds: xr.Dataset, path: str = "strain.zarr") -> None:
         raise ValueError(f"{path}: plane_z has non-finite values")
 
 
-def _layers(da: xr.DataArray, attrs: dict, pdim: str, z: np.ndarray) -> np.ndarray:
+def _layers(ds: xr.Dataset, pdim: str, z: np.ndarray) -> np.ndarray:
+    da = ds["eps_global"]
     if "plane_layer" in da.coords and da["plane_layer"].dims == (pdim,):
         return np.asarray(da["plane_layer"].values, int)
-    zi = float(attrs.get("interface_z", np.nan))
+    zi = float(ds.attrs.get("interface_z", np.nan))
     if not np.isfinite(zi):
         raise ValueError("strain.zarr: neither 'plane_layer' nor attr 'interface_z' tells the layer of each plane")
     return (z > zi).astype(int)
@@ -115,21 +116,22 @@ def stack_strain(ds: xr.Dataset, moire_order: int, plane_kinds=tuple(PLANE_KINDS
     if bad or not kinds:
         raise ValueError(f"phasefield.eigenstrain.plane_kinds: {kinds}; allowed: a non-empty subset of "
                          f"{list(PLANE_KINDS)}")
-    z_all = np.asarray(da["plane_z"].values, float)
-    layer_all = _layers(da, ds.attrs, pdim, z_all)
-    if set(layer_all.tolist()) == {0, 1}:  # the interface face of the whole stack, whichever planes are used
-        z_if = 0.5 * (z_all[layer_all == 0].max() + z_all[layer_all == 1].min())
+    z = np.asarray(da["plane_z"].values, float)
+    layer = _layers(ds, pdim, z)
+    if set(layer.tolist()) != {0, 1}:
+        raise ValueError(f"strain.zarr: eps_global must hold planes of both layers (layers found: {sorted(set(layer))})")
+    z_if = 0.5 * (z[layer == 0].max() + z[layer == 1].min())  # the interface face of the whole stack
+    keep = np.arange(len(z))
     if set(kinds) != set(PLANE_KINDS):
         if "plane_kind" not in da.coords:
             raise ValueError("phasefield.eigenstrain.plane_kinds: strain.zarr has no plane_kind coordinate; "
                              "allowed here: [AO, BO2] (all planes)")
-        keep = np.isin(np.asarray(da["plane_kind"].values, int), [PLANE_KINDS[k] for k in kinds])
-        da = da.isel({pdim: np.flatnonzero(keep)})
-    v = da.sel(component=list(COMPONENTS)).transpose(pdim, "component", "y", "x").values
-    z = np.asarray(da["plane_z"].values, float)
-    layer = _layers(da, ds.attrs, pdim, z)
-    if set(layer.tolist()) != {0, 1}:
-        raise ValueError(f"strain.zarr: eps_global must hold planes of both layers (layers found: {sorted(set(layer))})")
+        keep = np.flatnonzero(np.isin(np.asarray(da["plane_kind"].values, int), [PLANE_KINDS[k] for k in kinds]))
+        if set(layer[keep].tolist()) != {0, 1}:
+            raise ValueError(f"phasefield.eigenstrain.plane_kinds: {kinds} leaves planes of layers "
+                             f"{sorted(set(layer[keep].tolist()))} only; allowed: kinds present in both layers")
+    v = da.isel({pdim: keep}).sel(component=list(COMPONENTS)).transpose(pdim, "component", "y", "x").values
+    z, layer = z[keep], layer[keep]
     L = float(ds.attrs["supercell_length"])
     lam = float(ds.attrs.get("moire_period", np.nan))
     N = supercell_order(moire_order, L, lam) if np.isfinite(lam) and lam > 0 else int(moire_order)

@@ -163,10 +163,11 @@ def run_planview(structures: dict, cfg: dict, device: str, seed: int, ckpt, log,
         log.info("plan view %s: %d atoms, %.1f Å thick (interface %.1f Å deep), %d foci, beam enters %s", name,
                  len(sample), sample.info["sample_thickness"], sample.info["interface_depth"], len(foci),
                  smp["beam_entrance"])
-        if "a" in atoms.info and pv["scan_sampling"] > alias_free_scan_step(float(atoms.info["a"])):
+        s_max = alias_free_scan_step(float(atoms.info["a"])) if "a" in atoms.info else np.inf
+        if pv["scan_sampling"] > s_max:
             log.warning("plan view %s: scan step %g Å > %.2f Å: the {220} reflections alias onto the {100} ring "
                         "(image twist and GPA of these images are not meaningful; twistox.imaging.twist."
-                        "alias_free_scan_step)", name, pv["scan_sampling"], alias_free_scan_step(float(atoms.info["a"])))
+                        "alias_free_scan_step)", name, pv["scan_sampling"], s_max)
         # memory plan before any work (ConfigError naming the budget key when one probe cannot fit); the
         # focal series keeps ~2 radial arrays per focus (sums and the one just read) besides the scan tile
         budget, bkey = memory_budget(cfg, mem_budget_mb), budget_key(cfg, "stem_haadf")

@@ -21,7 +21,7 @@ import xarray as xr
 from twistox.imaging import regressor as reg
 from twistox.imaging.gpa import check_image, gpa, rotate_strain
 from twistox.imaging.patches import ImagingModel, PatchSpec, planes_for_sample, rot
-from twistox.imaging.twist import alias_free_scan_step, twist_angle
+from twistox.imaging.twist import _reduce90, alias_free_scan_step, twist_angle
 
 
 def check_config(cfg: dict) -> None:
@@ -150,7 +150,7 @@ def infer(image: np.ndarray, sampling: float, cfg: dict, model: ImagingModel, *,
         # sign under a 90° turn of the frame (ε_x'y' = −ε_xy), so the layer frames must be the sample's own
         # representatives (strain.zarr's layer_angles_deg, PHYSICS.md §9): in the 45° frame of m, n odd the top
         # layer sits at 48.4°, reported as −41.6°
-        ab, at = (float(h + (x - h + 45.0) % 90.0 - 45.0) for x, h in zip((ab, at), layer_angles_deg))
+        ab, at = (float(h + _reduce90(x - h)) for x, h in zip((ab, at), layer_angles_deg))
     mean_angle = ab + theta / 2.0
     if log:
         log.info("twist %.4f ± %.4f° (lattices at %.3f°, %.3f°; %s reflections) in %.1f s", theta,
